@@ -1,0 +1,19 @@
+"""Hook specifications, driver Protocols and contract tests for ofelia plugins.
+
+A plugin imports from here and never from ``ofelia_core``::
+
+    from ofelia_hookspecs import hookimpl
+
+    @hookimpl
+    def ofelia_make_buffer_pool(settings, context):
+        return MyPool(settings)
+"""
+
+from __future__ import annotations
+
+from . import errors, protocols, specs, types
+from .markers import PROJECT_NAME, hookimpl, hookspec
+
+__version__ = "0.1.0"
+
+__all__ = ["PROJECT_NAME", "__version__", "errors", "hookimpl", "hookspec", "protocols", "specs", "types"]

@@ -1,0 +1,136 @@
+"""Plain data shared by the core and plugins: specs handed to drivers, the
+description of job types and config keys, and the read-only views of jobs
+and runs that lifecycle hooks receive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+#: One chunk of demultiplexed output: ``("stdout" | "stderr", bytes)``.
+StreamChunk = tuple[str, bytes]
+
+KeyKind = Literal["str", "bool", "int", "duration", "list", "schedule"]
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One configuration key a job type, section or plugin accepts."""
+
+    name: str
+    kind: KeyKind = "str"
+    default: Any = None
+    required: bool = False
+    description: str = ""
+    #: Redacted wherever the effective config is shown or saved.
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class ConfigKeys:
+    """Keys a plugin contributes to a section.
+
+    ``section`` is ``"global"``, ``"job"`` (every job type), a job type such
+    as ``"job-exec"``, or a concern's section such as ``"docker-client"``.
+    """
+
+    section: str
+    keys: tuple[KeySpec, ...]
+
+
+@dataclass(frozen=True)
+class JobTypeSpec:
+    """A job type: its INI section prefix, the keys it accepts and, once the
+    scheduler runs it, the callable that executes one run."""
+
+    name: str
+    keys: tuple[KeySpec, ...]
+    description: str = ""
+    #: ``runner(job, run, drivers)``; ``None`` for a type that is only validated.
+    runner: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """What every driver factory receives besides its own settings."""
+
+    #: Seconds, monotonic; injectable so tests control time.
+    clock: Callable[[], float]
+    #: The daemon's state directory, or None when there is none (validate).
+    state_dir: Path | None = None
+    #: The ``[global]`` section, read-only.
+    global_settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ContainerSpec:
+    """What ``container_create`` needs; the core builds it from a job's keys."""
+
+    image: str
+    command: Sequence[str] | None = None
+    entrypoint: Sequence[str] | None = None
+    name: str | None = None
+    user: str = ""
+    tty: bool = False
+    environment: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    hostname: str | None = None
+    network: str | None = None
+    volumes: Sequence[str] = ()
+    volumes_from: Sequence[str] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceSpec:
+    """What ``service_create`` needs; restart condition is always ``none``."""
+
+    image: str
+    name: str | None = None
+    command: Sequence[str] | None = None
+    user: str = ""
+    tty: bool = False
+    environment: Mapping[str, str] = field(default_factory=dict)
+    network: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class JobView(Protocol):
+    """A configured job, as hooks see it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+
+class RunView(Protocol):
+    """One run of a job, as hooks see it. ``state`` is one of ``running``,
+    ``success``, ``failed``, ``skipped``, ``missed``, ``timed_out``,
+    ``cancelled``."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def job_name(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One value a plugin adds to the metrics exposition."""
+
+    name: str
+    value: float
+    kind: Literal["gauge", "counter"] = "gauge"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    help: str = ""

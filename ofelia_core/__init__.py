@@ -1,0 +1,3 @@
+"""ofelia: a Docker job scheduler built on pluggy."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ofelia_core.cli import main
+
+main()

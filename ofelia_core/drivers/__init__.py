@@ -1,0 +1,1 @@
+"""Choosing, loading and wrapping the driver of each swappable concern."""

@@ -1,0 +1,177 @@
+"""The core's own job types and config keys, declared through the same hooks a
+third-party plugin uses (the plugin manager registers this module).
+
+Defaults follow Ofelia (see ``docs/configuration.md``); the one deliberate
+change is ``web-address``, which listens on loopback unless told otherwise.
+A key of kind ``list`` may be repeated (INI) or given as a YAML list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ofelia_hookspecs import hookimpl
+from ofelia_hookspecs.types import ConfigKeys, JobTypeSpec, KeyKind, KeySpec
+
+
+def _k(
+    name: str,
+    kind: KeyKind = "str",
+    default: Any = None,
+    doc: str = "",
+    *,
+    required: bool = False,
+    secret: bool = False,
+) -> KeySpec:
+    return KeySpec(name, kind, default, required, doc, secret)
+
+
+# --- pieces shared by several job types -----------------------------------------
+
+_USER = _k("user", default="root", doc="User (name or uid[:gid]) the command runs as.")
+_TTY = _k("tty", "bool", False, "Allocate a pseudo-TTY.")
+_ENV = _k("environment", "list", doc="`KEY=value`; repeat the key for more variables.")
+_WORKDIR = _k("working-dir", doc="Working directory of the command.")
+_ENV_FILE = _k("env-file", "list", doc="File of `KEY=value` lines, read by the scheduler; repeatable.")
+_NETWORK = _k("network", doc="Network to attach the container to.")
+_DELETE = _k("delete", "bool", True, "Remove the container (or service) when the run ends.")
+
+
+def _command(required: bool) -> KeySpec:
+    if required:
+        return _k("command", doc="Command to run (split like a shell does).", required=True)
+    return _k("command", doc="Command to run; the image's default command when empty.")
+
+
+JOB_TYPES: tuple[JobTypeSpec, ...] = (
+    JobTypeSpec(
+        "job-exec",
+        (
+            _k("container", doc="Name or id of the running container to exec in.", required=True),
+            _command(True),
+            _USER,
+            _TTY,
+            _ENV,
+            _WORKDIR,
+            _ENV_FILE,
+        ),
+        "Run a command in an already running container (docker exec); exit 0 is success.",
+    ),
+    JobTypeSpec(
+        "job-run",
+        (
+            _k("image", doc="Image for a new container; without it the existing `container` is started."),
+            _k("container", doc="Existing container to start when no `image` is given."),
+            _command(False),
+            _USER,
+            _TTY,
+            _DELETE,
+            _k("pull", "bool", True, "Pull the image before each run; when false, only if it is missing."),
+            _NETWORK,
+            _k("hostname", doc="Hostname of the new container."),
+            _k("volume", "list", doc="Bind mount or volume (`src:dst[:ro]`); repeatable."),
+            _k("volumes-from", "list", doc="Container whose volumes to mount; repeatable."),
+            _ENV,
+            _k("entrypoint", doc="Override the image's entrypoint."),
+            _WORKDIR,
+            _ENV_FILE,
+        ),
+        "Run a command in a new container from `image`, or start an existing `container`; logs are kept.",
+    ),
+    JobTypeSpec(
+        "job-local",
+        (
+            _command(True),
+            _k("dir", doc="Working directory on the host; the scheduler's own when empty."),
+            _ENV,
+            _k(
+                "user",
+                doc="Host user to run as (the scheduler must run as root); the scheduler's user when empty.",
+            ),
+        ),
+        "Run a command on the scheduler's host; `environment` is added to the scheduler's own.",
+    ),
+    JobTypeSpec(
+        "job-service-run",
+        (
+            _k("image", doc="Image of the one-off swarm service.", required=True),
+            _command(False),
+            _NETWORK,
+            _DELETE,
+            _USER,
+            _TTY,
+            _ENV,
+        ),
+        "Run a one-off swarm service (restart condition none) and wait for its task to finish.",
+    ),
+)
+
+# --- keys every job takes, and [global] ------------------------------------------
+
+#: Slack, save and mail keys: valid in [global] (for every job) and in a job (for that job).
+MIDDLEWARE_KEYS: tuple[KeySpec, ...] = (
+    _k("slack-webhook", doc="Slack incoming-webhook URL to post each run to.", secret=True),
+    _k("slack-only-on-error", "bool", False, "Post to Slack only when a run fails."),
+    _k("save-folder", doc="Folder for each run's `.stdout.log`, `.stderr.log` and `.json`."),
+    _k("save-only-on-error", "bool", False, "Save only runs that failed."),
+    _k("smtp-host", doc="SMTP server for run reports."),
+    _k("smtp-port", "int", doc="SMTP port."),
+    _k("smtp-user", doc="SMTP user name."),
+    _k("smtp-password", doc="SMTP password.", secret=True),
+    _k("smtp-tls-skip-verify", "bool", False, "Do not verify the SMTP server's certificate."),
+    _k("email-to", doc="Recipients, comma-separated."),
+    _k("email-from", doc="Sender; a `%` is replaced by the host name."),
+    _k("mail-only-on-error", "bool", False, "Mail only when a run fails."),
+)
+
+JOB_KEYS: tuple[KeySpec, ...] = (
+    _k("schedule", "schedule", doc="When the job runs: cron spec or descriptor.", required=True),
+    _command(False),
+    _k("timezone", doc="IANA zone for the schedule (overrides a `CRON_TZ=` prefix)."),
+    _k("no-overlap", "bool", False, "Skip a run while the previous one is still running."),
+    *MIDDLEWARE_KEYS,
+    _k("run-on-startup", "bool", False, "Also run once when the scheduler starts."),
+    _k("history-limit", "int", 10, "Runs kept in the job's history."),
+    _k("max-runtime", "duration", "24h", "Stop a run that takes longer (Go duration)."),
+    _k("max-retries", "int", 0, "Retries after a failed run."),
+    _k("retry-delay", "duration", "5s", "Pause before each retry (Go duration)."),
+    _k("on-success", "list", doc="Jobs to trigger after a successful run; repeatable or comma-separated."),
+    _k("on-failure", "list", doc="Jobs to trigger after a failed run; repeatable or comma-separated."),
+    _k("depends-on", "list", doc="Jobs that must succeed first; repeatable or comma-separated."),
+    _k("webhooks", "list", doc="Names of `[webhook]` sections to notify; repeatable or comma-separated."),
+)
+
+GLOBAL_KEYS: tuple[KeySpec, ...] = (
+    *MIDDLEWARE_KEYS,
+    _k("log-level", default="info", doc="debug, info, warning or error."),
+    _k("enable-web", "bool", False, "Serve the web UI and API."),
+    _k(
+        "web-address",
+        default="127.0.0.1:8081",
+        doc="Address the web server listens on (loopback by default).",
+    ),
+    _k("web-auth-enabled", "bool", False, "Require a login for the web UI and API."),
+    _k("web-username", doc="Login name for the web UI."),
+    _k("web-password-hash", doc="bcrypt hash of the web password.", secret=True),
+    _k("web-secret-key", doc="Key for signing web sessions.", secret=True),
+    _k("web-token-expiry", "int", 24, "Hours a web login stays valid."),
+    _k("web-max-login-attempts", "int", 5, "Failed logins allowed per minute and address."),
+    _k("max-runtime", "duration", "24h", "Default run time limit for every job (Go duration)."),
+    _k("default-user", doc="User for container jobs that set none (root when empty)."),
+    _k("docker", "bool", False, "Also read jobs from Docker labels."),
+    _k("docker-filter", "list", doc="Label filter (`key=value`) for the containers read; repeatable."),
+    _k("state-dir", doc="Where run history and daemon state are kept."),
+    _k("strict", "bool", False, "Treat unknown keys as errors, not warnings."),
+)
+
+
+@hookimpl
+def ofelia_register_job_types() -> list[JobTypeSpec]:
+    """The four Ofelia job types."""
+    return list(JOB_TYPES)
+
+
+@hookimpl
+def ofelia_add_config_keys() -> list[ConfigKeys]:
+    """Keys every job takes, and the ``[global]`` keys."""
+    return [ConfigKeys("job", JOB_KEYS), ConfigKeys("global", GLOBAL_KEYS)]

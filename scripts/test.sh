@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set everything up, start the real components the tests need (the project's own
+# Docker engine), lint, type-check and run the whole test suite.
+# Extra arguments go to pytest, for example: scripts/test.sh -m "not slow and not docker"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+
+scripts/setup.sh
+echo "test: starting the test Docker engine"
+scripts/docker-engine.sh start
+eval "$(scripts/docker-engine.sh env)"
+export OFELIA_TEST_DOCKER_HOST="$DOCKER_HOST"
+
+echo "test: ruff"
+.venv/bin/ruff check .
+echo "test: mypy"
+.venv/bin/mypy
+echo "test: pytest"
+.venv/bin/pytest "$@"
+echo "test: finished in $(( $(date +%s) - started )) s"

@@ -1,0 +1,91 @@
+"""A rollback never makes a valid config invalid: settings of drivers that are
+not chosen are kept, and switching any flag off still validates and builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ofelia_core.cli import cli
+from ofelia_core.drivers.table import CONCERNS
+
+# Settings meant for the optimized drivers (and a third party's), which the
+# baselines do not know.
+CONFIG = """\
+[drivers]
+docker-client = pooled
+token-manager = heap
+buffer-pool = tiered
+metrics = performance
+
+[docker-client]
+max-idle-connections = 100
+max-idle-per-host = 50
+max-connections-per-host = 100
+idle-timeout = 90s
+breaker-failure-threshold = 10
+
+[token-manager]
+cleanup-batch-size = 100
+cleanup-interval = 5m
+max-tokens = 10000
+
+[buffer-pool]
+tiers = 1KiB,256KiB,2.5MiB,5MiB,10MiB
+prewarm = 50
+some-third-party-key = whatever
+
+[metrics]
+histogram-buckets = 0.001,0.01,0.1,1
+prometheus = true
+
+[job-local "tick"]
+schedule = @every 10s
+command = echo tick
+"""
+
+ALL_OFF = {c.flag: "false" for c in CONCERNS}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "optimized.ini"
+    path.write_text(CONFIG)
+    return path
+
+
+def invoke(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    base = {c.override: "" for c in CONCERNS} | {"OFELIA_CONFIG": "", "OFELIA_DISABLED_PLUGINS": ""}
+    result = CliRunner().invoke(cli, list(args), env=base | env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_every_flag_off_validates(config: Path, strict: bool) -> None:
+    args = ["validate", "--config", str(config)] + (["--strict"] if strict else [])
+    code, out, err = invoke(*args, env=ALL_OFF)
+    assert code == 0, err
+    assert out == "OK. Found 1 jobs.\n"
+
+
+@pytest.mark.parametrize("concern", CONCERNS, ids=lambda c: c.key)
+def test_each_flag_off_alone_builds_the_baseline_with_foreign_settings(config: Path, concern: object) -> None:
+    c = concern
+    # The other concerns use their baselines by name so only this flag is under test.
+    env = {other.override: other.baseline for other in CONCERNS if other is not c}
+    env[c.flag] = "false"  # type: ignore[attr-defined]
+    code, out, err = invoke("plugins", "--check", "--json", "--config", str(config), env=env)
+    assert code == 0, err
+    row = next(r for r in json.loads(out)["drivers"] if r["concern"] == c.key)  # type: ignore[attr-defined]
+    assert row["driver"] == c.baseline  # type: ignore[attr-defined]
+    assert isinstance(row["stats"], dict)
+
+
+def test_without_flags_the_file_choice_stands_and_names_what_to_install(config: Path) -> None:
+    # Proves the file really chose the optimized drivers, so the tests above switch them off.
+    code, _, err = invoke("validate", "--config", str(config), env={})
+    assert code == 1
+    assert "ofelia-docker-pooled" in err or "ofelia-tokens-heap" in err
