@@ -18,7 +18,6 @@ from ..errors import DriverSelectionError
 from .table import BY_KEY, CONCERNS, Concern
 
 
-
 def parse_flag(variable: str, value: str) -> bool:
     """Strict boolean parsing of a feature flag's value."""
     text = value.strip().lower()
