@@ -22,5 +22,6 @@ for plugin in plugins/*/pyproject.toml; do
     targets+=(-e "./$(dirname "$plugin")")
 done
 echo "setup: installing ${targets[*]}"
-"${PIP[@]}" install "${targets[@]}"
+# The editable-install advice setuptools prints for every package is noise here.
+PYTHONWARNINGS=ignore "${PIP[@]}" install "${targets[@]}"
 echo "setup: done; run $VENV/bin/ofelia --help"

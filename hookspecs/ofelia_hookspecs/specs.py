@@ -9,11 +9,13 @@ breaks a plugin.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .markers import hookspec
-from .protocols import BufferPool, DockerClient, MetricsRecorder, TokenManager
-from .types import ConfigKeys, DriverContext, JobTypeSpec, JobView, MetricSample, RunView
+
+if TYPE_CHECKING:  # annotations only: importing the Protocols costs start-up time
+    from .protocols import BufferPool, DockerClient, MetricsRecorder, TokenManager
+    from .types import ConfigKeys, DriverContext, JobTypeSpec, JobView, MetricSample, RunView
 
 # --- Driver factories -------------------------------------------------------
 # Only the driver chosen for a concern (by flag, name override or the
