@@ -95,3 +95,22 @@ def test_blocking_the_rogue_plugin_lets_ofelia_start(rogue_env: ThrowawayVenv) -
     result = rogue_env.ofelia("plugins", "--json", env={"OFELIA_DISABLED_PLUGINS": "rogue"})
     assert result.returncode == 0, result.stderr
     assert "rogue" not in json.loads(result.stdout)["plugins"]
+
+
+def test_an_unchosen_driver_is_never_imported(ring_env: ThrowawayVenv) -> None:
+    import subprocess
+
+    script = (
+        "import os, sys\n"
+        "from ofelia_core.drivers.loading import default_context, start_drivers\n"
+        "from ofelia_core.drivers.selection import choose_drivers\n"
+        "from ofelia_core.plugins import build_plugin_manager\n"
+        "active = start_drivers(build_plugin_manager(), choose_drivers(env=os.environ), {}, default_context())\n"
+        "active.close()\n"
+        "print('ofelia_example_ringbuffer' in sys.modules)\n"
+    )
+    for env, imported in (({}, "False"), ({"OFELIA_BUFFER_POOL": "ring"}, "True")):
+        result = subprocess.run([str(ring_env.python), "-c", script], capture_output=True, text=True,
+                                env={"PATH": "/usr/bin:/bin", **env}, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == imported
