@@ -59,25 +59,10 @@ def _parse_driver_options(values: Sequence[str]) -> dict[str, str]:
 
 def _load(config_path: str | None, strict: bool) -> tuple[Any, list[Any], Any]:
     """Read and validate the config; return (config, diagnostics, hooks)."""
-    from .config.loader import config_paths, load_config
-    from .config.validate import validate_config
-    from .plugins import OfeliaHooks, build_plugin_manager, disabled_plugins
+    from .runtime import load_and_validate
 
-    hooks = OfeliaHooks(build_plugin_manager(disabled=disabled_plugins(os.environ)))
-    config, diagnostics = load_config(config_paths(config_path, os.environ), env=os.environ)
-    strict = strict or _global_strict(config)
-    diagnostics += validate_config(config, hooks.job_types(), hooks.config_keys(), strict=strict)
-    return config, diagnostics, hooks
-
-
-def _global_strict(config: Any) -> bool:
-    """``strict = true`` in [global] / global: (a bad value is reported by validation)."""
-    from .config.values import to_bool
-
-    try:
-        return to_bool(config.global_.values.get("strict", False))
-    except ValueError:
-        return False
+    loaded = load_and_validate(config_path, os.environ, strict=strict)
+    return loaded.config, loaded.diagnostics, loaded.hooks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -247,6 +232,124 @@ def schedule(config_path: str | None, count: int, start: str | None, jobs: Seque
             click.echo("  never fires on a schedule (run it by name or trigger)")
         for instant in times:
             click.echo(f"  {instant.isoformat()}")
+
+
+@cli.command()
+@_config_option
+@_driver_option
+@click.option("--strict", is_flag=True, envvar="OFELIA_STRICT", show_envvar=True,
+              help="Treat unknown keys as errors instead of warnings.")
+def daemon(config_path: str | None, drivers: Sequence[str], strict: bool) -> None:
+    """Run the scheduler: jobs fire on their schedules until SIGTERM or SIGINT.
+
+    SIGTERM/SIGINT stop scheduling and wait for running jobs (shutdown-timeout,
+    default 30s) before cancelling them; a second signal cancels them at once.
+    SIGHUP, or a change to a config file, reloads the config; a config that fails
+    validation is not applied. Run history goes to an SQLite file in the state
+    directory (state-dir; OFELIA_STATE_DIR).
+    """
+    from .daemon import Daemon
+
+    _start_logging()
+    try:
+        code = Daemon(config_path, strict=strict, cli_drivers=_parse_driver_options(drivers)).run()
+    except OfeliaError as exc:
+        _fail(str(exc))
+    sys.exit(code)
+
+
+@cli.command(name="run")
+@_config_option
+@_driver_option
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the job's output.")
+@click.argument("job")
+def run_job(config_path: str | None, drivers: Sequence[str], quiet: bool, job: str) -> None:
+    """Run one job once, now, print its output and record it in the history.
+
+    Exits with the job's exit code (1 when it failed without one).
+    """
+    import threading
+
+    from .runs import Run, RunState, Trigger
+    from .runtime import Runtime, load_and_validate
+
+    _start_logging()
+    runtime = None
+    try:
+        runtime = Runtime(load_and_validate(config_path, os.environ), cli_drivers=_parse_driver_options(drivers))
+        target = runtime.jobs.get(job)
+        if target is None:
+            _fail(f"no job named '{job}'; jobs: {', '.join(sorted(runtime.jobs))}")
+        cancel = threading.Event()
+        try:
+            run = runtime.executor.execute(target, Run(target.name, target.type, trigger=Trigger.MANUAL), cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+    except OfeliaError as exc:
+        _fail(str(exc))
+    finally:
+        if runtime is not None:
+            runtime.close()
+    if not quiet:
+        sys.stdout.buffer.write(run.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(run.stderr)
+        sys.stderr.flush()
+    if run.state != RunState.SUCCESS:
+        click.echo(f"run {run.id}: {run.state}: {run.error or ''}".rstrip(": "), err=True)
+    sys.exit(0 if run.state == RunState.SUCCESS else (run.exit_code or 1))
+
+
+@cli.command()
+@_config_option
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10000),
+              help="Runs to show.")
+@click.option("--output", "show_output", is_flag=True, help="Also print each run's stdout and stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one run each.")
+@click.argument("job", required=False)
+def history(config_path: str | None, limit: int, show_output: bool, as_json: bool, job: str | None) -> None:
+    """Show recent runs (of JOB, or of every job), newest first, from the history database."""
+    from datetime import datetime
+
+    from ofelia_hookspecs.settings import format_duration
+
+    from .history import HistoryStore, history_path
+
+    values: dict[str, Any] = {}
+    if config_path or os.environ.get("OFELIA_CONFIG"):
+        config, _, _ = _load(config_path, strict=False)
+        values = dict(config.global_.values)
+    path = history_path(values, os.environ)
+    if not path.exists():
+        _fail(f"no run history at {path} (set state-dir or history-path, or OFELIA_STATE_DIR)")
+    store = HistoryStore(path)
+    try:
+        runs = store.recent(job, limit, with_output=show_output)
+    finally:
+        store.close()
+    if job and not runs:
+        click.echo(f"no runs recorded for job '{job}'", err=True)
+    for run in runs:
+        if as_json:
+            record = run.summary()
+            if show_output:
+                record["stdout"] = run.stdout.decode(errors="replace")
+                record["stderr"] = run.stderr.decode(errors="replace")
+            click.echo(json.dumps(record, default=str))
+            continue
+        started = "-"
+        if run.started_at:
+            started = datetime.fromtimestamp(run.started_at).isoformat(sep=" ", timespec="seconds")
+        took = format_duration(run.duration) if run.duration is not None else "-"
+        code = "-" if run.exit_code is None else str(run.exit_code)
+        click.echo(f"{run.id}  {started}  {run.job_name:<20} {run.state:<10} exit {code:<4} {took:>10}  "
+                   f"{run.trigger}{'  ' + run.error if run.error else ''}")
+        if show_output:
+            for name, data in (("stdout", run.stdout), ("stderr", run.stderr)):
+                if data:
+                    click.echo(f"  --- {name} ---")
+                    click.echo("  " + data.decode(errors="replace").rstrip("\n").replace("\n", "\n  "))
 
 
 def main() -> None:

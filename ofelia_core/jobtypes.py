@@ -8,10 +8,15 @@ A key of kind ``list`` may be repeated (INI) or given as a YAML list.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ofelia_hookspecs import hookimpl
 from ofelia_hookspecs.types import ConfigKeys, JobTypeSpec, KeyKind, KeySpec
+
+if TYPE_CHECKING:
+    from .execution.context import RunContext
+    from .jobs import Job
+    from .runs import Run
 
 
 def _k(
@@ -22,8 +27,19 @@ def _k(
     *,
     required: bool = False,
     secret: bool = False,
+    choices: tuple[str, ...] = (),
 ) -> KeySpec:
-    return KeySpec(name, kind, default, required, doc, secret)
+    return KeySpec(name, kind, default, required, doc, secret, choices)
+
+
+# --- runners -----------------------------------------------------------------------
+# Imported when a run starts, so `ofelia validate` never loads subprocess and selectors.
+
+
+def _run_local(job: Job, run: Run, context: RunContext) -> int:
+    from .jobs_local import run_local
+
+    return run_local(job, run, context)
 
 
 # --- pieces shared by several job types -----------------------------------------
@@ -90,6 +106,7 @@ JOB_TYPES: tuple[JobTypeSpec, ...] = (
             ),
         ),
         "Run a command on the scheduler's host; `environment` is added to the scheduler's own.",
+        runner=_run_local,
     ),
     JobTypeSpec(
         "job-service-run",
@@ -114,6 +131,7 @@ MIDDLEWARE_KEYS: tuple[KeySpec, ...] = (
     _k("slack-only-on-error", "bool", False, "Post to Slack only when a run fails."),
     _k("save-folder", doc="Folder for each run's `.stdout.log`, `.stderr.log` and `.json`."),
     _k("save-only-on-error", "bool", False, "Save only runs that failed."),
+    _k("save-retention", "duration", "0", "Delete saved files older than this (Go duration); 0 keeps them."),
     _k("smtp-host", doc="SMTP server for run reports."),
     _k("smtp-port", "int", doc="SMTP port."),
     _k("smtp-user", doc="SMTP user name."),
@@ -132,7 +150,13 @@ JOB_KEYS: tuple[KeySpec, ...] = (
     *MIDDLEWARE_KEYS,
     _k("run-on-startup", "bool", False, "Also run once when the scheduler starts."),
     _k("history-limit", "int", 10, "Runs kept in the job's history."),
-    _k("max-runtime", "duration", "24h", "Stop a run that takes longer (Go duration)."),
+    _k("max-runtime", "duration", "24h", "Stop a run that takes longer (Go duration); 0 for no limit."),
+    _k(
+        "missed-run-grace",
+        "duration",
+        "1m",
+        "A run started late by at most this much still runs; later, it is recorded as missed.",
+    ),
     _k("max-retries", "int", 0, "Retries after a failed run."),
     _k("retry-delay", "duration", "5s", "Pause before each retry (Go duration)."),
     _k("on-success", "list", doc="Jobs to trigger after a successful run; repeatable or comma-separated."),
@@ -156,7 +180,19 @@ GLOBAL_KEYS: tuple[KeySpec, ...] = (
     _k("web-secret-key", doc="Key for signing web sessions.", secret=True),
     _k("web-token-expiry", "int", 24, "Hours a web login stays valid."),
     _k("web-max-login-attempts", "int", 5, "Failed logins allowed per minute and address."),
-    _k("max-runtime", "duration", "24h", "Default run time limit for every job (Go duration)."),
+    _k("max-runtime", "duration", "24h", "Default run time limit for every job (Go duration); 0 for none."),
+    _k("missed-run-grace", "duration", "1m", "Default missed-run grace for every job."),
+    _k("max-concurrent-runs", "int", 32, "Runs executing at once, across all jobs; 0 for no limit."),
+    _k(
+        "concurrency-overflow",
+        default="queue",
+        doc="When the limit is reached: `queue` (wait, up to `queue-size`) or `skip` (record as skipped).",
+        choices=("queue", "skip"),
+    ),
+    _k("queue-size", "int", 1000, "Runs that may wait for a free slot; more are recorded as skipped."),
+    _k("shutdown-timeout", "duration", "30s", "On SIGTERM, wait this long for running jobs, then cancel them."),
+    _k("history-path", doc="SQLite file of run history (default: `history.db` in the state directory)."),
+    _k("config-watch-interval", "duration", "2s", "How often config files are checked for changes; 0 disables."),
     _k("default-user", doc="User for container jobs that set none (root when empty)."),
     _k("docker", "bool", False, "Also read jobs from Docker labels."),
     _k("docker-filter", "list", doc="Label filter (`key=value`) for the containers read; repeatable."),

@@ -103,10 +103,23 @@ class OfeliaHooks:
         return self.pm.hook.ofelia_execute_run(job=job, run=run)
 
     def observe_run_start(self, job: JobView, run: RunView) -> None:
-        self.pm.hook.ofelia_observe_run_start(job=job, run=run)
+        self._call_each("ofelia_observe_run_start", job=job, run=run)
 
     def observe_run_end(self, job: JobView, run: RunView) -> None:
-        self.pm.hook.ofelia_observe_run_end(job=job, run=run)
+        self._call_each("ofelia_observe_run_end", job=job, run=run)
+
+    def _call_each(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation on its own, so one failing plugin neither stops the
+        others nor changes the run; the failure is logged with the plugin's name."""
+        from loguru import logger
+
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            if impl.wrapper or impl.hookwrapper:  # nothing to wrap in an observation
+                continue
+            try:
+                impl.function(*(kwargs[name] for name in impl.argnames))
+            except Exception as exc:  # a plugin's bug must not fail the run
+                logger.opt(exception=exc).error(f"plugin '{impl.plugin_name}' failed in {hook_name}: {exc}")
 
     def plugin_names(self) -> Sequence[str]:
         return sorted(name for name, _ in self.pm.list_name_plugin())

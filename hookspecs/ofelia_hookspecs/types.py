@@ -26,6 +26,8 @@ class KeySpec:
     description: str = ""
     #: Redacted wherever the effective config is shown or saved.
     secret: bool = False
+    #: The values allowed (case-insensitive), when the key is an enumeration.
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

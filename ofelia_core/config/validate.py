@@ -189,6 +189,8 @@ def _check_keys(
 def _value_problem(spec: KeySpec, value: Any) -> str | None:
     if spec.kind != "list" and isinstance(value, list):
         return f"given {len(value)} times, but takes one value"
+    if spec.choices and str(value).strip().lower() not in spec.choices:
+        return f"must be one of {', '.join(spec.choices)}, got {value!r}"
     if spec.kind in ("str", "schedule"):
         return None
     try:

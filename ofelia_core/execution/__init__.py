@@ -1,0 +1,1 @@
+"""Executing runs: the run context handed to job type runners, the executor, the dispatcher."""

@@ -1,0 +1,87 @@
+"""Runs: one execution (or non-execution) of a job, and its final state."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    #: Not started: no-overlap, or the concurrency queue was full.
+    SKIPPED = "skipped"
+    #: Not started: it was due longer ago than the job's missed-run grace.
+    MISSED = "missed"
+    TIMED_OUT = "timed_out"
+    #: Stopped by shutdown (or a daemon that died while it ran).
+    CANCELLED = "cancelled"
+
+
+FINAL_STATES = frozenset(RunState) - {RunState.RUNNING}
+
+
+class Trigger(StrEnum):
+    SCHEDULE = "schedule"
+    STARTUP = "startup"
+    MANUAL = "manual"
+
+
+def new_run_id() -> str:
+    """A random 12-hex-digit id, as Ofelia gives each run."""
+    return secrets.token_hex(6)
+
+
+@dataclass
+class Run:
+    """A run record. Times are epoch seconds (wall clock)."""
+
+    job_name: str
+    job_type: str
+    trigger: str = Trigger.SCHEDULE
+    scheduled_at: float | None = None
+    id: str = field(default_factory=new_run_id)
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    state: str = RunState.RUNNING
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    error: str | None = None
+    attempt: int = 1
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    @property
+    def failed(self) -> bool:
+        return self.state in (RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED)
+
+    def summary(self) -> dict[str, Any]:
+        """The record without output, for JSON files and APIs."""
+        return {
+            "id": self.id,
+            "job": self.job_name,
+            "type": self.job_type,
+            "trigger": str(self.trigger),
+            "state": str(self.state),
+            "scheduled_at": self.scheduled_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration": self.duration,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "attempt": self.attempt,
+            "stdout_bytes": len(self.stdout),
+            "stderr_bytes": len(self.stderr),
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+        }

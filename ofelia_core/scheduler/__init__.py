@@ -1,0 +1,1 @@
+"""Deciding when jobs run."""
