@@ -216,7 +216,8 @@ def schedule(config_path: str | None, count: int, start: str | None, jobs: Seque
     if unknown:
         _fail(f"no job named {', '.join(unknown)}; jobs: {', '.join(sorted(config.jobs))}")
     try:
-        origin = datetime.fromisoformat(start) if start else datetime.now().astimezone()
+        # Like the scheduler, count @every from the whole second it starts on.
+        origin = datetime.fromisoformat(start) if start else datetime.now().astimezone().replace(microsecond=0)
     except ValueError:
         _fail(f"--from {start!r} is not an ISO 8601 date-time")
     if origin.tzinfo is None:

@@ -16,7 +16,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --quiet)
 echo "setup: upgrading pip, setuptools, wheel"
 "${PIP[@]}" install --upgrade pip setuptools wheel
 
-targets=(-e ./hookspecs"[contract]" -e ".[test]")
+targets=(-e ./hookspecs"[contract]" -e ".[test,bench]")
 for plugin in plugins/*/pyproject.toml; do
     [ -e "$plugin" ] || continue
     targets+=(-e "./$(dirname "$plugin")")

@@ -252,3 +252,29 @@ def test_save_middleware_writes_ofelias_files_without_secrets(tmp_path: Path, st
     json_text = next(p for p in folder.iterdir() if p.name.endswith(".json")).read_text()
     assert "saveme" in json_text  # the job's config is there...
     assert "hunter2" not in json_text and "XYZ" not in json_text  # ...without its secrets
+
+
+def test_run_now_by_name_goes_through_the_daemon(tmp_path: Path, state: Path) -> None:
+    import threading
+
+    from ofelia_core.daemon import Daemon
+    from ofelia_core.errors import OfeliaError
+    from ofelia_core.runs import RunState
+
+    config = write(tmp_path / "c.ini", '[job-local "now"]\nschedule = @manual\ncommand = echo ran\n')
+    daemon = Daemon(str(config), env={**os.environ, "OFELIA_STATE_DIR": str(state)})
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(daemon.run(install_signals=False)))
+    thread.start()
+    try:
+        assert daemon.started.wait(30)
+        run = daemon.run_now("now")
+        assert daemon.dispatcher is not None and daemon.dispatcher.wait_idle(30)
+        assert (run.state, run.stdout, run.trigger) == (RunState.SUCCESS, b"ran\n", "manual")
+        with pytest.raises(OfeliaError, match="no job named 'later'; jobs: now"):
+            daemon.run_now("later")
+    finally:
+        daemon.request_stop()
+        thread.join(60)
+    assert codes == [0]
+    assert [r["id"] for r in runs(state, "now")] == [run.id]
