@@ -1,4 +1,8 @@
-"""Errors the core raises for the user to read."""
+"""Errors the core raises for the user to read.
+
+The errors a job type's runner raises (``RunError``, ``RunTimedOut``,
+``RunCancelled``) are part of the plugin contract: :mod:`ofelia_hookspecs.errors`.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,3 @@ class DriverSelectionError(OfeliaError):
 class PluginError(OfeliaError):
     """A plugin that breaks the rules (a general plugin implementing a factory hook, a misspelled hook)."""
 
-
-class RunError(Exception):
-    """Raised by a job type's runner: the run failed before or without an exit code.
-    The message is recorded as the run's error text."""
-
-
-class RunTimedOut(RunError):
-    """The run exceeded its ``max-runtime`` and was stopped."""
-
-
-class RunCancelled(RunError):
-    """The run was stopped because the daemon is shutting down."""

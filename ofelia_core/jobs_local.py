@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, cast
 
+from ofelia_hookspecs.errors import RunCancelled, RunError, RunTimedOut
 from ofelia_hookspecs.settings import format_duration
 
-from .errors import RunCancelled, RunError, RunTimedOut
-
 if TYPE_CHECKING:
-    from .execution.context import RunContext
+    from ofelia_hookspecs.types import RunContext
+
     from .jobs import Job
     from .runs import Run
 

@@ -14,7 +14,8 @@ from ofelia_hookspecs import hookimpl
 from ofelia_hookspecs.types import ConfigKeys, JobTypeSpec, KeyKind, KeySpec
 
 if TYPE_CHECKING:
-    from .execution.context import RunContext
+    from ofelia_hookspecs.types import RunContext
+
     from .jobs import Job
     from .runs import Run
 

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ofelia_hookspecs.types import ConfigKeys
+from ofelia_hookspecs.errors import RunCancelled, RunError, RunTimedOut
+from ofelia_hookspecs.types import ConfigKeys, RunContext
 
 from ofelia_core import jobs_local
 from ofelia_core.baseline.buffers import FreshBufferPool
 from ofelia_core.config.model import Location, Section
-from ofelia_core.errors import RunCancelled, RunError, RunTimedOut
-from ofelia_core.execution.context import RunContext
 from ofelia_core.jobs import Job, build_job
 from ofelia_core.jobtypes import JOB_KEYS, JOB_TYPES
 from ofelia_core.runs import Run

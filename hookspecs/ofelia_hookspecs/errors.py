@@ -52,6 +52,19 @@ class DockerTimeout(DockerError):
     engine_failure = True
 
 
+class RunError(Exception):
+    """Raised by a job type's runner: the run failed before or without an exit code.
+    The message is recorded as the run's error text."""
+
+
+class RunTimedOut(RunError):
+    """The run exceeded its ``max-runtime`` and was stopped."""
+
+
+class RunCancelled(RunError):
+    """The run was stopped because the daemon is shutting down."""
+
+
 __all__ = [
     "Conflict",
     "DockerError",
@@ -59,4 +72,7 @@ __all__ = [
     "EngineUnavailable",
     "NotFound",
     "PullFailed",
+    "RunCancelled",
+    "RunError",
+    "RunTimedOut",
 ]

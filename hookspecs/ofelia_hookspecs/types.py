@@ -4,10 +4,14 @@ and runs that lifecycle hooks receive."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from .protocols import OutputBuffer
 
 #: One chunk of demultiplexed output: ``("stdout" | "stderr", bytes)``.
 StreamChunk = tuple[str, bytes]
@@ -136,3 +140,26 @@ class MetricSample:
     kind: Literal["gauge", "counter"] = "gauge"
     labels: Mapping[str, str] = field(default_factory=dict)
     help: str = ""
+
+
+@dataclass
+class RunContext:
+    """Handed to ``JobTypeSpec.runner(job, run, context) -> int`` (the exit code).
+
+    The runner writes output into ``stdout``/``stderr`` (buffers from the pool
+    driver, capped, newest bytes kept); the executor copies them into the run
+    and returns them to the pool. A runner raises
+    :class:`~ofelia_hookspecs.errors.RunTimedOut` after stopping a run that passed
+    ``max_runtime``, :class:`~ofelia_hookspecs.errors.RunCancelled` after stopping
+    one because ``cancel`` was set (shutdown), and
+    :class:`~ofelia_hookspecs.errors.RunError` when the run could not start.
+    """
+
+    stdout: OutputBuffer
+    stderr: OutputBuffer
+    #: Seconds the run may take; None for no limit.
+    max_runtime: float | None = None
+    #: Set when the daemon gives up waiting at shutdown: stop the run now.
+    cancel: threading.Event = field(default_factory=threading.Event)
+    #: The active drivers (``docker_client``, ``buffer_pool``, ``metrics``, ...); None where none are needed.
+    drivers: Any = None

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ofelia_hookspecs import hookimpl
+from ofelia_hookspecs.errors import RunCancelled, RunError, RunTimedOut
 from ofelia_hookspecs.settings import format_duration
+from ofelia_hookspecs.types import RunContext
 
-from ..errors import RunCancelled, RunError, RunTimedOut
 from ..runs import Run, RunState
-from .context import RunContext
 
 if TYPE_CHECKING:
     from ..history import HistoryStore

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ofelia_hookspecs import hookimpl
-from ofelia_hookspecs.types import JobTypeSpec, KeySpec
+from ofelia_hookspecs.errors import RunCancelled
+from ofelia_hookspecs.types import JobTypeSpec, KeySpec, RunContext
 
 from ofelia_core.config.model import Location, Section
 from ofelia_core.drivers.loading import ActiveDrivers, default_context, start_drivers
 from ofelia_core.drivers.selection import choose_drivers
-from ofelia_core.errors import RunCancelled
-from ofelia_core.execution.context import RunContext
 from ofelia_core.jobs import Job, build_job
 from ofelia_core.plugins import OfeliaHooks, build_plugin_manager
 from ofelia_core.runs import Run

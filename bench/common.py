@@ -1,0 +1,263 @@
+"""What the scheduler benchmarks share: the no-op job type, the real daemon on a
+config of no-op jobs, APScheduler set up alike, lateness samples, CPU over a
+measured window (in total and by thread), and one subprocess per contender.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from ofelia_hookspecs import hookimpl
+from ofelia_hookspecs.types import JobTypeSpec, KeySpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_validate import compile_sources
+from stats import summary_ms
+
+NOOP_TYPE = "job-noop"
+Runner = Callable[[Any, Any, Any], int]
+#: ofelia's log line format (ofelia_core/logs.py), written to a file instead of stderr.
+LOG_FORMAT = "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <8}</level> {message}"
+
+
+# --- the no-op job type and ofelia set-ups ----------------------------------------------
+
+
+class NoopJobType:
+    """A plugin declaring ``job-noop``, registered as a third-party job type plugin is."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    @hookimpl
+    def ofelia_register_job_types(self) -> list[JobTypeSpec]:
+        return [JobTypeSpec(NOOP_TYPE, (KeySpec("command"),), "does nothing (benchmarks)", runner=self.runner)]
+
+
+def noop_hooks(runner: Runner, *, entrypoints: bool = False) -> Any:
+    """An OfeliaHooks with the no-op job type (and, with ``entrypoints``, whatever the daemon loads)."""
+    from ofelia_core.plugins import OfeliaHooks, build_plugin_manager
+
+    pm = build_plugin_manager(load_entrypoints=entrypoints)
+    pm.register(NoopJobType(runner), name="bench.noop")
+    return OfeliaHooks(pm)
+
+
+def noop_jobs(runner: Runner, count: int, schedule: str) -> dict[str, Any]:
+    """``count`` Jobs of the no-op type, built as the daemon builds them from a config."""
+    from ofelia_core.config.model import Location, Section
+    from ofelia_core.jobs import build_job
+
+    hooks = noop_hooks(runner)
+    spec, keys = hooks.job_types()[NOOP_TYPE], hooks.config_keys()
+    jobs = {}
+    for i in range(count):
+        section = Section(NOOP_TYPE, f"noop-{i:04d}", Location("bench"))
+        section.values.update({"schedule": schedule, "command": "noop"})
+        jobs[f"noop-{i:04d}"] = build_job(section, spec, keys)
+    return jobs
+
+
+def log_to_file(path: Path) -> None:
+    """Send loguru's lines (the daemon's included) to ``path`` in ofelia's format."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(str(path), level="INFO", format=LOG_FORMAT)
+
+
+def start_daemon(workdir: Path, count: int, schedule: str, runner: Runner) -> tuple[Any, threading.Thread]:
+    """The real Daemon (Runtime, history, drivers, Dispatcher, Scheduler, config watch) on a config
+    file of ``count`` no-op jobs, its state directory and log file in ``workdir``."""
+    import ofelia_core.daemon as daemon_module
+    from ofelia_core.runtime import load_and_validate
+
+    config = workdir / "ofelia.ini"
+    sections = [f'[{NOOP_TYPE} "noop-{i:04d}"]\nschedule = {schedule}\ncommand = noop\n' for i in range(count)]
+    config.write_text("[global]\n\n" + "\n".join(sections))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_")}
+    env["OFELIA_STATE_DIR"] = str(workdir / "state")
+    log_to_file(workdir / "ofelia.log")
+    # The daemon builds its own plugin manager; hand it one that also knows the no-op type.
+    hooks = noop_hooks(runner, entrypoints=True)
+    daemon_module.load_and_validate = functools.partial(load_and_validate, hooks=hooks)  # type: ignore[assignment]
+    daemon = daemon_module.Daemon(str(config), env=env)
+    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, name="daemon-main")
+    thread.start()
+    if not daemon.started.wait(120) or daemon.scheduler is None:
+        daemon.request_stop()
+        raise SystemExit(f"bench: the daemon did not start; see {workdir / 'ofelia.log'}")
+    return daemon, thread
+
+
+def stop_daemon(daemon: Any, thread: threading.Thread) -> None:
+    daemon.request_stop()
+    thread.join(120)
+    if thread.is_alive():
+        raise SystemExit("bench: the daemon did not stop")
+
+
+# --- APScheduler ------------------------------------------------------------------------
+
+_aps_local = threading.local()
+
+
+def aps_scheduler(pool: int) -> Any:
+    """A BackgroundScheduler with a thread pool of ``pool`` workers; ofelia's grace (60 s), no bursts."""
+    import apscheduler.executors.pool
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    # run_job gets the instants a run is for; keep the (coalesced: last) one for the job function.
+    original = apscheduler.executors.pool.run_job
+
+    def run_job(job: Any, jobstore_alias: str, run_times: list[datetime], logger_name: str) -> Any:
+        _aps_local.scheduled = run_times[-1].timestamp()
+        return original(job, jobstore_alias, run_times, logger_name)
+
+    apscheduler.executors.pool.run_job = run_job
+    executor = apscheduler.executors.pool.ThreadPoolExecutor(pool)
+    return BackgroundScheduler(
+        executors={"default": executor},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        timezone="UTC",
+    )
+
+
+def aps_scheduled() -> float:
+    """In an APScheduler job function: the instant this run was scheduled for."""
+    scheduled: float = _aps_local.scheduled
+    return scheduled
+
+
+def aps_wakeups(scheduler: Any) -> Callable[[], int]:
+    """Count the passes of APScheduler's loop (each wake-up runs ``_process_jobs`` once)."""
+    calls = [0]
+    original = scheduler._process_jobs
+
+    def process_jobs() -> Any:
+        calls[0] += 1
+        return original()
+
+    scheduler._process_jobs = process_jobs
+    return lambda: calls[0]
+
+
+def next_second(offset: int = 1) -> datetime:
+    """A whole second ``offset`` seconds from now, for ``@every``-like APScheduler jobs all due together."""
+    return datetime.fromtimestamp(math.floor(time.time()) + offset, UTC)
+
+
+# --- measuring --------------------------------------------------------------------------
+
+
+class Samples:
+    """(scheduled instant, lateness, run-path latency) per run, appended from any thread."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, float, float]] = []
+
+    def add(self, scheduled: float, started: float, latency: float = 0.0) -> None:
+        self.rows.append((scheduled, started - scheduled, latency))  # list.append is atomic
+
+    def between(self, start: float, end: float) -> list[tuple[float, float, float]]:
+        return [row for row in list(self.rows) if start <= row[0] < end]
+
+
+def thread_cpu(groups: Mapping[str, str]) -> dict[str, float]:
+    """CPU seconds so far of the live threads whose name starts with each group's prefix."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    totals = dict.fromkeys(groups, 0.0)
+    for thread in psutil.Process().threads():
+        name = names.get(thread.id, "")
+        for group, prefix in groups.items():
+            if name.startswith(prefix):
+                totals[group] += thread.user_time + thread.system_time
+                break
+    return totals
+
+
+def measure(
+    samples: Samples,
+    *,
+    warmup: float,
+    duration: float,
+    groups: Mapping[str, str],
+    counters: Callable[[], Mapping[str, float]] = dict,
+    expected_per_second: int = 0,
+) -> dict[str, Any]:
+    """Wait out the warm-up, then measure ``duration`` seconds from a half second (between the
+    whole-second fires) and return CPU per minute (process, by thread group), counter deltas
+    and the lateness of the runs scheduled inside the window."""
+    time.sleep(warmup)
+    time.sleep((0.5 - time.time()) % 1.0)
+    start, cpu0, threads0, counts0 = time.time(), time.process_time(), thread_cpu(groups), dict(counters())
+    time.sleep(max(0.0, start + duration - time.time()))
+    end, cpu1, threads1, counts1 = time.time(), time.process_time(), thread_cpu(groups), dict(counters())
+    per_minute = 60.0 / (end - start)
+    expected = expected_per_second * round(end - start)
+    deadline = time.monotonic() + 10
+    while len(rows := samples.between(start, end)) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)  # runs scheduled near the end may still be starting
+    result: dict[str, Any] = {
+        "wall": end - start,
+        "cpu_per_min": (cpu1 - cpu0) * per_minute,
+        "threads_per_min": {g: (threads1[g] - threads0[g]) * per_minute for g in groups},
+        "counters": {k: counts1[k] - counts0[k] for k in counts1},
+        "expected": expected,
+        "runs": len(rows),
+    }
+    if rows:
+        result["lateness_ms"] = summary_ms([row[1] for row in rows])
+        result["latency_ms"] = summary_ms([row[2] for row in rows])
+    return result
+
+
+# --- running contenders -----------------------------------------------------------------
+
+
+def run_contenders(script: str, cases: Sequence[tuple[str, Sequence[str]]]) -> list[dict[str, Any]]:
+    """Run ``script --contender ...`` once per case, one after the other, each in a fresh process
+    (its own GIL, the machine to itself); each prints its result as one JSON line."""
+    compile_sources()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_") and k != "PYTHONDONTWRITEBYTECODE"}
+    results = []
+    for label, args in cases:
+        print(f"bench: {label} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, script, *args], stdout=subprocess.PIPE, text=True, env=env)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise SystemExit(f"bench: {label} failed (exit code {proc.returncode})")
+        results.append({"label": label, **json.loads(proc.stdout.strip().splitlines()[-1])})
+    return results
+
+
+def versions() -> str:
+    import apscheduler
+
+    import ofelia_core
+
+    return (
+        f"Python {platform.python_version()}, ofelia {ofelia_core.__version__}, APScheduler {apscheduler.__version__}, "
+        f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs"
+    )
+
+
+def ms(value: float) -> str:
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def ratio(value: float, reference: float) -> str:
+    return f"{value / reference:.2f}" if reference else "n/a"
