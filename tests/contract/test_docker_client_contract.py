@@ -6,32 +6,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import ofelia_hookspecs.specs
-import pluggy
 import pytest
 from ofelia_hookspecs.contract.docker import DockerClientContract, DockerServiceContract
 from ofelia_hookspecs.protocols import DockerClient
 
-from ofelia_core.baseline.metrics_noop import NoopMetricsRecorder
-from ofelia_core.drivers.instrumentation import InstrumentedDriver, instrument
-from ofelia_core.drivers.loading import build_driver, default_context, register_drivers
-from ofelia_core.drivers.selection import Choice, installed_drivers
+from ofelia_core.drivers.instrumentation import InstrumentedDriver
+from ofelia_core.drivers.selection import installed_drivers
 from ofelia_core.drivers.table import BY_KEY
+
+from .drivers_under_test import build_as_the_daemon_does, variants
 
 pytestmark = pytest.mark.docker
 
 KEY = "docker-client"
-VARIANTS = [(name, wrapped) for name in installed_drivers(BY_KEY[KEY]) for wrapped in (False, True)]
-IDS = [f"{name}-instrumented" if wrapped else name for name, wrapped in VARIANTS]
+VARIANTS, IDS = variants(KEY)
 
 
-def build_as_the_daemon_does(variant: tuple[str, bool], base_url: str) -> DockerClient:
+def build_for_engine(variant: tuple[str, bool], base_url: str) -> DockerClient:
     name, wrapped = variant
-    pm = pluggy.PluginManager("ofelia")
-    pm.add_hookspecs(ofelia_hookspecs.specs)
-    register_drivers(pm, {KEY: Choice(BY_KEY[KEY], name, "test")})
-    driver: DockerClient = build_driver(pm, KEY, {"base-url": base_url}, default_context())
-    return instrument(KEY, driver, NoopMetricsRecorder()) if wrapped else driver
+    client: DockerClient = build_as_the_daemon_does(KEY, name, {"base-url": base_url}, wrapped=wrapped)
+    return client
 
 
 @pytest.fixture(scope="class", params=VARIANTS, ids=IDS)
@@ -42,7 +36,7 @@ def driver_variant(request: pytest.FixtureRequest) -> tuple[str, bool]:
 
 @pytest.fixture(scope="class")
 def docker_client(driver_variant: tuple[str, bool], docker_engine_url: str) -> Iterator[DockerClient]:
-    client = build_as_the_daemon_does(driver_variant, docker_engine_url)
+    client = build_for_engine(driver_variant, docker_engine_url)
     yield client
     client.close()
 
@@ -52,7 +46,7 @@ def unreachable_docker_client(
     driver_variant: tuple[str, bool], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DockerClient]:
     nothing: Path = tmp_path_factory.mktemp("no-engine") / "docker.sock"
-    client = build_as_the_daemon_does(driver_variant, f"unix://{nothing}")
+    client = build_for_engine(driver_variant, f"unix://{nothing}")
     yield client
     client.close()
 
