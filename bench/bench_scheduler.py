@@ -5,7 +5,8 @@ the same second, each running a no-op. Lateness and CPU seconds a minute.
 
 What runs, per contender, each in its own process, one after the other:
 
-- ofelia: the Scheduler thread -> ``Dispatcher.submit`` (admission, run record,
+- ofelia: the Scheduler thread -> ``Dispatcher.enqueue_many`` (admission of every fire due in
+  the pass under one lock; the worker builds the run record,
   queue) -> a worker thread calling the no-op job type's runner. No history,
   hooks, buffers or log lines: bench_run_path.py measures those.
 - APScheduler: the BackgroundScheduler thread -> its ThreadPoolExecutor ->
@@ -73,7 +74,8 @@ def run_ofelia(args: argparse.Namespace, samples: Samples) -> dict[str, Any]:
 
     executor = BareExecutor()
     dispatcher = Dispatcher(executor, max_concurrent=args.pool)  # type: ignore[arg-type]
-    scheduler = Scheduler(lambda job, at, trigger: dispatcher.submit(job, trigger, at), dispatcher.record_missed)
+    scheduler = Scheduler(lambda job, at, trigger: dispatcher.enqueue(job, trigger, at), dispatcher.record_missed,
+                          on_due_many=dispatcher.enqueue_many)
     scheduler.set_jobs(noop_jobs(runner, args.jobs, "@every 1s"))
     scheduler.start()
     try:

@@ -5,7 +5,6 @@ measured window (in total and by thread), and one subprocess per contender.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -93,8 +92,12 @@ def start_daemon(workdir: Path, count: int, schedule: str, runner: Runner) -> tu
     env["OFELIA_STATE_DIR"] = str(workdir / "state")
     log_to_file(workdir / "ofelia.log")
     # The daemon builds its own plugin manager; hand it one that also knows the no-op type.
-    hooks = noop_hooks(runner, entrypoints=True)
-    daemon_module.load_and_validate = functools.partial(load_and_validate, hooks=hooks)  # type: ignore[assignment]
+    noop = noop_hooks(runner, entrypoints=True)
+
+    def load_with_noop(*args: Any, hooks: Any = None, **kwargs: Any) -> Any:
+        return load_and_validate(*args, hooks=hooks or noop, **kwargs)
+
+    daemon_module.load_and_validate = load_with_noop
     daemon = daemon_module.Daemon(str(config), env=env)
     thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, name="daemon-main")
     thread.start()
@@ -204,9 +207,11 @@ def measure(
     and the lateness of the runs scheduled inside the window."""
     time.sleep(warmup)
     time.sleep((0.5 - time.time()) % 1.0)
-    start, cpu0, threads0, counts0 = time.time(), time.process_time(), thread_cpu(groups), dict(counters())
+    threads0, counts0 = thread_cpu(groups), dict(counters())  # before the CPU clock starts: not counted
+    start, cpu0 = time.time(), time.process_time()
     time.sleep(max(0.0, start + duration - time.time()))
-    end, cpu1, threads1, counts1 = time.time(), time.process_time(), thread_cpu(groups), dict(counters())
+    end, cpu1 = time.time(), time.process_time()
+    threads1, counts1 = thread_cpu(groups), dict(counters())
     per_minute = 60.0 / (end - start)
     expected = expected_per_second * round(end - start)
     deadline = time.monotonic() + 10

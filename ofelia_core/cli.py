@@ -240,20 +240,37 @@ def schedule(config_path: str | None, count: int, start: str | None, jobs: Seque
 @_driver_option
 @click.option("--strict", is_flag=True, envvar="OFELIA_STRICT", show_envvar=True,
               help="Treat unknown keys as errors instead of warnings.")
-def daemon(config_path: str | None, drivers: Sequence[str], strict: bool) -> None:
+@click.option("--docker", "-d", "docker", is_flag=True, envvar="OFELIA_DOCKER", show_envvar=True,
+              help="Also read jobs from the labels of running containers labelled ofelia.enabled=true "
+              "(as [global] docker = true), and follow their changes.")
+@click.option("--docker-filter", "-f", "docker_filters", multiple=True, metavar="KEY=VALUE",
+              envvar="OFELIA_DOCKER_FILTER", show_envvar=True,
+              help="Read only containers that match (repeatable; replaces [global] docker-filter): "
+              "KEY=VALUE is a label; label=..., name=... and other engine filters pass as they are.")
+def daemon(
+    config_path: str | None, drivers: Sequence[str], strict: bool, docker: bool, docker_filters: Sequence[str]
+) -> None:
     """Run the scheduler: jobs fire on their schedules until SIGTERM or SIGINT.
 
     SIGTERM/SIGINT stop scheduling and wait for running jobs (shutdown-timeout,
     default 30s) before cancelling them; a second signal cancels them at once.
     SIGHUP, or a change to a config file, reloads the config; a config that fails
     validation is not applied. Run history goes to an SQLite file in the state
-    directory (state-dir; OFELIA_STATE_DIR).
+    directory (state-dir; OFELIA_STATE_DIR). With --docker, jobs also come from
+    container labels, followed live; a job in a file wins over a label job of the
+    same name.
     """
     from .daemon import Daemon
 
     _start_logging()
     try:
-        code = Daemon(config_path, strict=strict, cli_drivers=_parse_driver_options(drivers)).run()
+        code = Daemon(
+            config_path,
+            strict=strict,
+            cli_drivers=_parse_driver_options(drivers),
+            docker=docker,
+            docker_filters=docker_filters,
+        ).run()
     except OfeliaError as exc:
         _fail(str(exc))
     sys.exit(code)

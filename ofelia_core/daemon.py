@@ -1,4 +1,10 @@
-"""``ofelia daemon``: schedule jobs until SIGTERM/SIGINT, reload on SIGHUP and on file changes."""
+"""``ofelia daemon``: schedule jobs until SIGTERM/SIGINT, reload on SIGHUP and on file changes.
+
+With ``--docker`` (or ``docker = true``) jobs also come from Docker labels
+(:mod:`ofelia_core.labels`). Files and labels meet in one place,
+:meth:`Daemon._install_jobs`: a file reload keeps the label jobs, a label
+change keeps the file jobs, and on a name clash the file wins.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +14,40 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
 
 from . import __version__
+from .config.loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH
+from .config.model import Config, Diagnostic
 from .config.values import to_duration, to_int
 from .errors import OfeliaError
 from .execution.dispatcher import Dispatcher
 from .jobs import Job, build_jobs
 from .runs import Run, Trigger
-from .runtime import LoadedConfig, Runtime, load_and_validate
+from .runtime import LoadedConfig, Runtime, global_strict, load_and_validate
 from .scheduler.clock import Clock, SystemClock
 from .scheduler.core import Scheduler
 
+if TYPE_CHECKING:
+    from .labels.parse import LabelConfig
+    from .labels.source import LabelSettings
+    from .labels.watch import LabelWatcher
+    from .plugins import OfeliaHooks
+
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+
+
+class _Merged(NamedTuple):
+    """Files and labels together: the config, its jobs, and the label summary for daemon.json."""
+
+    loaded: LoadedConfig
+    jobs: dict[str, Job]
+    label_state: dict[str, Any] | None
 
 
 def _global(values: Mapping[str, Any], key: str, default: Any, convert: Any) -> Any:
@@ -44,6 +66,8 @@ class Daemon:
         strict: bool = False,
         cli_drivers: Mapping[str, str] | None = None,
         clock: Clock | None = None,
+        docker: bool = False,
+        docker_filters: Sequence[str] = (),
     ) -> None:
         self.config_path = config_path
         self.env = dict(os.environ if env is None else env)
@@ -59,21 +83,51 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.jobs: dict[str, Job] = {}
         self._watched: dict[str, tuple[float, int]] = {}
+        #: ``--docker`` and ``--docker-filter``; ``[global]`` docker keys apply when these are not given.
+        self.docker = docker
+        self.docker_filters = tuple(docker_filters)
+        self.label_watcher: LabelWatcher | None = None
+        self.label_settings: LabelSettings | None = None
+        #: The files' config as last loaded, and the labels as last read: _install_jobs merges them.
+        self._files: LoadedConfig | None = None
+        self._labels: LabelConfig | None = None
+        self._label_findings: set[str] = set()
+        #: What daemon.json says about labels: containers read, label jobs scheduled and rejected.
+        self._label_state: dict[str, Any] | None = None
+        # Held while the jobs are replaced: a file reload (main thread) and a label change
+        # (watcher thread) must not interleave.
+        self._jobs_lock = threading.RLock()
 
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         """Build everything and start scheduling (returns at once; ``run()`` calls it)."""
-        loaded = load_and_validate(self.config_path, self.env, strict=self.strict)
+        loaded = self._load_files()
         for diagnostic in loaded.diagnostics:
             logger.warning(str(diagnostic))
         runtime = Runtime(loaded, env=self.env, cli_drivers=self.cli_drivers)
         self.runtime = runtime
+        try:
+            self._start_with(runtime, loaded)
+        except BaseException:
+            if self.label_watcher is not None:
+                self.label_watcher.stop()
+            runtime.close()
+            raise
+        self.started.set()
+
+    def _start_with(self, runtime: Runtime, loaded: LoadedConfig) -> None:
         interrupted = runtime.history.mark_interrupted()
         if interrupted:
             logger.warning(
                 f"{interrupted} run(s) were still running when the daemon last stopped: recorded as cancelled"
             )
+        self._files = loaded
+        self._labels = self._read_labels_at_start(runtime, loaded)
+        merged = self._merge(loaded, self._labels)
+        jobs = merged.jobs
+        self._label_state = merged.label_state
+        runtime.apply(merged.loaded, jobs)  # label global keys count for the middlewares and limits too
         values = runtime.global_values
         self.dispatcher = Dispatcher(
             runtime.executor,
@@ -81,17 +135,21 @@ class Daemon:
             overflow=str(values.get("concurrency-overflow") or "queue").lower(),
             queue_size=_global(values, "queue-size", 1000, to_int),
         )
-        self.scheduler = Scheduler(self._on_due, self.dispatcher.record_missed, clock=self.clock)
-        self.jobs = runtime.jobs
+        self.scheduler = Scheduler(
+            self._on_due, self.dispatcher.record_missed, clock=self.clock, on_due_many=self.dispatcher.enqueue_many
+        )
+        self.jobs = jobs
         self.scheduler.set_jobs(self.jobs)
         self._watched = self._config_files_state()
         self.write_state_files()
         self.scheduler.start()
-        logger.info(f"ofelia {__version__} started: {len(self.jobs)} jobs from {', '.join(loaded.config.sources)}")
+        if self.label_watcher is not None:
+            self.label_watcher.start()
+        sources = ", ".join(merged.loaded.config.sources)
+        logger.info(f"ofelia {__version__} started: {len(self.jobs)} jobs from {sources}")
         for job in self.jobs.values():
             if job.run_on_startup:
                 self.dispatcher.submit(job, Trigger.STARTUP, self.clock.time())
-        self.started.set()
 
     def run(self, *, install_signals: bool = True) -> int:
         if install_signals:  # first, so a signal during start-up is a graceful stop too
@@ -125,6 +183,8 @@ class Daemon:
         timeout = _global(self.runtime.global_values, "shutdown-timeout", DEFAULT_SHUTDOWN_TIMEOUT, to_duration)
         running = len(self.dispatcher.running())
         logger.info(f"shutting down: stopped scheduling; waiting up to {timeout:g}s for {running} running job(s)")
+        if self.label_watcher is not None:
+            self.label_watcher.stop()
         self.scheduler.stop()
         cancelled = self.dispatcher.shutdown(timeout)
         if cancelled:
@@ -154,7 +214,7 @@ class Daemon:
 
     def _on_due(self, job: Job, scheduled_at: float, trigger: str) -> None:
         assert self.dispatcher is not None
-        self.dispatcher.submit(job, trigger, scheduled_at)
+        self.dispatcher.enqueue(job, trigger, scheduled_at)
 
     def run_now(self, name: str) -> Run:
         """Run a job now, by name, through the same admission rules as a scheduled run."""
@@ -167,36 +227,126 @@ class Daemon:
     # --- reload ------------------------------------------------------------------------
 
     def reload(self, reason: str) -> bool:
-        """Re-read the config; on success replace the jobs, else keep the running config."""
+        """Re-read the config files; on success replace the jobs (label jobs stay), else keep the running config."""
         assert self.runtime and self.scheduler
         self._watched = self._config_files_state()
         logger.info(f"reloading the config ({reason})")
-        try:
-            loaded = load_and_validate(self.config_path, self.env, strict=self.strict, hooks=self.runtime.hooks)
-            if loaded.errors:
-                raise OfeliaError("\n".join(str(d) for d in loaded.errors))
-            jobs = build_jobs(loaded.config, self.runtime.hooks.job_types(), self.runtime.hooks.config_keys())
-        except (OfeliaError, ValueError) as exc:
-            logger.error(f"reload failed, keeping the running config: {exc}")
-            return False
-        self._warn_driver_changes(loaded)
+        with self._jobs_lock:
+            try:
+                loaded = self._load_files(hooks=self.runtime.hooks)
+                if loaded.errors:
+                    raise OfeliaError("\n".join(str(d) for d in loaded.errors))
+                merged = self._merge(loaded, self._labels)
+            except (OfeliaError, ValueError) as exc:
+                logger.error(f"reload failed, keeping the running config: {exc}")
+                return False
+            self._warn_restart_needed(loaded)
+            self._files = loaded
+            self._install_jobs(merged, "reloaded")
+        return True
+
+    def _warn_restart_needed(self, loaded: LoadedConfig) -> None:
+        assert self.runtime and self._files
+        if loaded.config.drivers.values != self.runtime.loaded.config.drivers.values:
+            logger.warning("the [drivers] section changed: driver choices take effect at the next restart")
+        from .labels.source import SETTING_KEYS
+
+        old, new = self._files.config.global_.values, loaded.config.global_.values
+        changed = [key for key in SETTING_KEYS if old.get(key) != new.get(key)]
+        if changed:
+            logger.warning(f"{', '.join(changed)} changed: Docker label settings take effect at the next restart")
+
+    # --- files and labels together -------------------------------------------------------
+
+    def _merge(self, files: LoadedConfig, labels: LabelConfig | None) -> _Merged:
+        """The files' config with the label jobs and global keys (the file wins), and its jobs.
+
+        Findings about labels are logged once each; a label job with an error is
+        left out (logged as an error naming the container, label, job and key).
+        """
+        hooks = files.hooks
+        if labels is None:
+            return _Merged(files, build_jobs(files.config, hooks.job_types(), hooks.config_keys()), None)
+        from .labels.merge import merge_labels
+
+        strict = self.strict or global_strict(files.config)
+        merged = merge_labels(files.config, labels, hooks.job_types(), hooks.config_keys(), strict=strict)
+        self._log_label_findings(merged.diagnostics)
+        jobs = build_jobs(merged.config, hooks.job_types(), hooks.config_keys())
+        state = {"containers": labels.containers, "jobs": sorted(merged.label_jobs), "rejected": merged.rejected}
+        return _Merged(LoadedConfig(merged.config, files.diagnostics, hooks), jobs, state)
+
+    def _install_jobs(self, merged: _Merged, what: str) -> None:
+        """Schedule exactly the merged jobs: unchanged ones keep their next instant (Scheduler.set_jobs)."""
+        assert self.runtime and self.scheduler
+        jobs = merged.jobs
         changed = sorted(n for n in jobs if n in self.jobs and jobs[n].identity != self.jobs[n].identity)
         added = sorted(set(jobs) - set(self.jobs))
         removed = sorted(set(self.jobs) - set(jobs))
         self.jobs = jobs
-        self.runtime.apply(loaded, jobs)
+        self._label_state = merged.label_state
+        self.runtime.apply(merged.loaded, jobs)
         self.scheduler.set_jobs(jobs)
         self.write_state_files()
         logger.info(
-            f"reloaded: {len(jobs)} jobs (added: {', '.join(added) or 'none'}; "
+            f"{what}: {len(jobs)} jobs (added: {', '.join(added) or 'none'}; "
             f"changed: {', '.join(changed) or 'none'}; removed: {', '.join(removed) or 'none'})"
         )
-        return True
 
-    def _warn_driver_changes(self, loaded: LoadedConfig) -> None:
-        assert self.runtime
-        if loaded.config.drivers.values != self.runtime.loaded.config.drivers.values:
-            logger.warning("the [drivers] section changed: driver choices take effect at the next restart")
+    def _log_label_findings(self, findings: list[Diagnostic]) -> None:
+        # Each finding is logged when it first appears, not again at every reload.
+        texts = {str(d) for d in findings}
+        for finding in findings:
+            text = str(finding)
+            if text in self._label_findings:
+                continue
+            message = f"docker labels: {text.removeprefix(finding.level + ': ')}"
+            if finding.level == "error":
+                logger.error(message + (f"; job {finding.job!r} is not scheduled" if finding.job else ""))
+            else:
+                logger.warning(message)
+        self._label_findings = texts
+
+    def _on_labels(self, labels: LabelConfig) -> None:
+        """Called by the label watcher's thread with each new label set."""
+        with self._jobs_lock:
+            if self.stop_requested.is_set() or self._files is None:
+                return
+            self._labels = labels
+            self._install_jobs(self._merge(self._files, labels), "docker labels changed")
+
+    def _read_labels_at_start(self, runtime: Runtime, loaded: LoadedConfig) -> LabelConfig | None:
+        from .labels.source import LabelSettings
+
+        settings = LabelSettings.from_config(
+            loaded.config.global_.values, cli_docker=self.docker, cli_filters=self.docker_filters
+        )
+        self.label_settings = settings
+        if not settings.enabled:
+            return None
+        from .labels.source import build_watcher
+
+        self.label_watcher = build_watcher(runtime.drivers.docker_client, loaded.hooks, settings, self._on_labels)
+        labels = self.label_watcher.load_initial(self.stop_requested)
+        filters = f" (filters: {', '.join(settings.filters)})" if settings.filters else ""
+        logger.info(
+            f"docker labels: {len(labels.jobs)} job(s) from {len(labels.containers)} running container(s) "
+            f"labelled ofelia.enabled=true{filters}"
+        )
+        return labels
+
+    def _load_files(self, hooks: OfeliaHooks | None = None) -> LoadedConfig:
+        """The config files; with ``--docker`` and no file at the default path, an empty config (as Ofelia)."""
+        if not self._labels_only():
+            return load_and_validate(self.config_path, self.env, strict=self.strict, hooks=hooks)
+        from .plugins import OfeliaHooks, build_plugin_manager, disabled_plugins
+
+        hooks = hooks or OfeliaHooks(build_plugin_manager(disabled=disabled_plugins(self.env)))
+        return LoadedConfig(Config(), [], hooks)
+
+    def _labels_only(self) -> bool:
+        explicit = bool((self.config_path or "").strip() or self.env.get(CONFIG_ENV_VAR, "").strip())
+        return self.docker and not explicit and not os.path.exists(DEFAULT_CONFIG_PATH)
 
     def _watch_interval(self) -> float:
         assert self.runtime
@@ -236,6 +386,7 @@ class Daemon:
                 "config_sources": self.runtime.loaded.config.sources,
                 "history": str(self.runtime.history_file),
                 "jobs": sorted(self.jobs),
+                "docker_labels": self._label_state,
                 "written_at": time.time(),
             },
         )

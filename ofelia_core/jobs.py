@@ -86,6 +86,9 @@ def build_job(
         raw = section.values.get(key)
         if raw is None and key in INHERITED_FROM_GLOBAL:
             raw = global_values.get(key)
+        if raw is None and key == "user" and spec.name in DEFAULT_USER_TYPES:
+            # [global] default-user; empty means the key's own default (root, as in Ofelia).
+            raw = global_values.get("default-user") or None
         if raw is None:
             raw = key_spec.default
         options[key] = None if raw is None else coerce(key_spec, raw)
@@ -96,6 +99,8 @@ def build_job(
 
 #: Keys a job takes from [global] when it does not set them itself.
 INHERITED_FROM_GLOBAL = frozenset({"max-runtime", "missed-run-grace"})
+#: Job types whose unset ``user`` comes from [global] ``default-user`` (container jobs, not job-local).
+DEFAULT_USER_TYPES = frozenset({"job-exec", "job-run", "job-service-run"})
 
 
 def build_jobs(

@@ -43,6 +43,24 @@ def _run_local(job: Job, run: Run, context: RunContext) -> int:
     return run_local(job, run, context)
 
 
+def _run_exec(job: Job, run: Run, context: RunContext) -> int:
+    from .docker_jobs.exec_job import run_exec
+
+    return run_exec(job, run, context)
+
+
+def _run_container(job: Job, run: Run, context: RunContext) -> int:
+    from .docker_jobs.run_job import run_container
+
+    return run_container(job, run, context)
+
+
+def _run_service(job: Job, run: Run, context: RunContext) -> int:
+    from .docker_jobs.service_job import run_service
+
+    return run_service(job, run, context)
+
+
 # --- pieces shared by several job types -----------------------------------------
 
 _USER = _k("user", default="root", doc="User (name or uid[:gid]) the command runs as.")
@@ -73,6 +91,7 @@ JOB_TYPES: tuple[JobTypeSpec, ...] = (
             _ENV_FILE,
         ),
         "Run a command in an already running container (docker exec); exit 0 is success.",
+        runner=_run_exec,
     ),
     JobTypeSpec(
         "job-run",
@@ -83,7 +102,13 @@ JOB_TYPES: tuple[JobTypeSpec, ...] = (
             _USER,
             _TTY,
             _DELETE,
-            _k("pull", "bool", True, "Pull the image before each run; when false, only if it is missing."),
+            _k(
+                "pull",
+                default="true",
+                doc="`true`: pull before each run, using the local image if the pull fails; `false`: pull only "
+                "when the image is missing; also `always` (a failed pull fails the run), `never`, `if-missing`.",
+                choices=("true", "false", "yes", "no", "on", "off", "1", "0", "always", "never", "if-missing"),
+            ),
             _NETWORK,
             _k("hostname", doc="Hostname of the new container."),
             _k("volume", "list", doc="Bind mount or volume (`src:dst[:ro]`); repeatable."),
@@ -94,6 +119,7 @@ JOB_TYPES: tuple[JobTypeSpec, ...] = (
             _ENV_FILE,
         ),
         "Run a command in a new container from `image`, or start an existing `container`; logs are kept.",
+        runner=_run_container,
     ),
     JobTypeSpec(
         "job-local",
@@ -121,6 +147,7 @@ JOB_TYPES: tuple[JobTypeSpec, ...] = (
             _ENV,
         ),
         "Run a one-off swarm service (restart condition none) and wait for its task to finish.",
+        runner=_run_service,
     ),
 )
 
@@ -196,7 +223,20 @@ GLOBAL_KEYS: tuple[KeySpec, ...] = (
     _k("config-watch-interval", "duration", "2s", "How often config files are checked for changes; 0 disables."),
     _k("default-user", doc="User for container jobs that set none (root when empty)."),
     _k("docker", "bool", False, "Also read jobs from Docker labels."),
-    _k("docker-filter", "list", doc="Label filter (`key=value`) for the containers read; repeatable."),
+    _k(
+        "docker-filter",
+        "list",
+        doc="Which labelled containers are read: `key=value` is a label; `label=...`, `name=...` "
+        "and other engine filters pass as they are. Repeatable.",
+    ),
+    _k(
+        "docker-poll-interval",
+        "duration",
+        "10s",
+        "How often the labelled containers are listed again, besides following events; 0 for events only.",
+    ),
+    _k("docker-startup-retries", "int", 10, "Retries when the Docker engine does not answer at start-up."),
+    _k("docker-startup-interval", "duration", "2s", "Pause between those start-up retries."),
     _k("state-dir", doc="Where run history and daemon state are kept."),
     _k("strict", "bool", False, "Treat unknown keys as errors, not warnings."),
 )

@@ -529,3 +529,17 @@ def test_idle_thread_does_not_poll() -> None:
     sched.stop()
     # One pass at start, one for stop, maybe one if an hour begins meanwhile.
     assert sched.stats()["wakeups"] <= 4
+
+
+def test_on_due_many_receives_every_fire_of_a_pass_in_one_call() -> None:
+    clock = ManualClock()
+    rec = Recorder()
+    batches: list[list[tuple[Job, float, str]]] = []
+    sched = scheduler(clock, rec, *(make_job(f"j{i}", "@every 1s") for i in range(50)),
+                      make_job("late", "@every 1s", grace=0.5), on_due_many=batches.append)
+    clock.advance(1.0)
+    sched.step()
+    assert len(batches) == 1
+    assert sorted(job.name for job, _, _ in batches[0]) == sorted([f"j{i}" for i in range(50)] + ["late"])
+    assert {at for _, at, _ in batches[0]} == {batches[0][0][1]}
+    assert rec.due == []  # on_due is not used when on_due_many is given

@@ -28,7 +28,7 @@ def keys_of(type_name: str) -> dict[str, KeySpec]:
 
 def test_ofelia_defaults() -> None:
     run = keys_of("job-run")
-    assert run["delete"].default is True and run["pull"].default is True
+    assert run["delete"].default is True and run["pull"].default == "true"
     assert run["user"].default == "root" and run["tty"].default is False
     assert run["history-limit"].default == 10 and run["max-runtime"].default == "24h"
     assert run["schedule"].required and run["schedule"].kind == "schedule"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from ofelia_hookspecs import hookimpl
 
 from ofelia_core.execution.dispatcher import Dispatcher
 from ofelia_core.execution.executor import RunExecutor
@@ -123,3 +124,19 @@ def test_shutdown_lets_running_runs_finish_within_the_timeout(runner: SteeredRun
     runner.release.set()
     assert dispatcher.shutdown(timeout=10) == []
     assert run.state == RunState.SUCCESS
+
+
+def test_enqueue_many_admits_a_burst_and_records_the_refused(runner: SteeredRunner) -> None:
+    dispatcher, hooks = dispatcher_for(runner, max_concurrent=2, queue_size=3)
+    jobs = [make_job(hooks, f"b{i}") for i in range(6)]  # type: ignore[arg-type]
+    skipped: list[str] = []
+    hooks.pm.register(type("SkipObserver", (), {  # type: ignore[attr-defined]
+        "ofelia_observe_run_end": hookimpl(lambda self, job, run: skipped.append(f"{job.name} {run.state}"))})())
+    dispatcher.enqueue_many([(job, 100.0 + i, Trigger.SCHEDULE) for i, job in enumerate(jobs)])
+    # Two workers start; three runs wait; the sixth finds the queue full.
+    assert skipped == ["b5 skipped"]
+    assert runner.wait_started(2)
+    runner.release.set()
+    assert dispatcher.wait_idle(10)
+    assert len(runner.started) == 5
+    assert sorted(skipped) == sorted(["b5 skipped"] + [f"b{i} success" for i in range(5)])

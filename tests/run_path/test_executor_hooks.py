@@ -7,6 +7,7 @@ from collections.abc import Generator
 from typing import Any
 
 from ofelia_hookspecs import hookimpl
+from ofelia_hookspecs.types import JobTypeSpec, KeySpec
 
 from ofelia_core.execution.executor import RunExecutor
 from ofelia_core.runs import Run, RunState
@@ -78,10 +79,18 @@ def test_a_runner_that_raises_fails_the_run_with_the_error_text() -> None:
     assert run.error == "internal error: KeyError: 'boom'"
 
 
+class ValidateOnlyJobType:
+    """A plugin job type that declares keys but no runner."""
+
+    @hookimpl
+    def ofelia_register_job_types(self) -> list[JobTypeSpec]:
+        return [JobTypeSpec("job-paper", (KeySpec("command"),), "validated, never run")]
+
+
 def test_a_job_type_without_a_runner_fails_clearly() -> None:
     hooks = steered_hooks(SteeredRunner())
+    hooks.pm.register(ValidateOnlyJobType())
     executor = RunExecutor(hooks, drivers=baseline_drivers(hooks), history=None)
-    job = make_job(hooks, "svc", kind="job-service-run", image="busybox")
-    run = executor.execute(job, Run("svc", "job-service-run"))
+    run = executor.execute(make_job(hooks, "paper", kind="job-paper"), Run("paper", "job-paper"))
     assert run.state == RunState.FAILED
-    assert "job type 'job-service-run' cannot run jobs in this version" in (run.error or "")
+    assert "job type 'job-paper' cannot run jobs in this version" in (run.error or "")

@@ -1,0 +1,117 @@
+"""The daemon survives a restart of the engine it reads labels from.
+
+This test stops and starts the suite's own engine (``scripts/docker-engine.sh``),
+which removes every container on it: it must not run while other tests use the
+engine, in this session or another. It runs only when asked
+(``OFELIA_TEST_ENGINE_RESTART=1``), never under pytest-xdist with several
+workers, and only against the script's engine. CI runs it serially, on its own,
+after the rest of the suite:
+
+    OFELIA_TEST_ENGINE_RESTART=1 pytest -p no:xdist tests/docker/test_labels_engine_restart.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import pytest
+from docker_engine_fixtures import DEFAULT_ENGINE_DIR, admin_client
+from labels_support import FILTER_LABEL, LiveDaemon, tick, wait_for
+
+from ofelia_core.runs import RunState
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "docker-engine.sh"
+#: Another pytest session may be using the engine: only an explicit request restarts it.
+OPT_IN = "OFELIA_TEST_ENGINE_RESTART"
+
+
+def engine(command: str) -> None:
+    result = subprocess.run([str(SCRIPT), command], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"docker-engine.sh {command}: {result.stderr}"
+
+
+def run_labelled(url: str, image: str, name: str, labels: dict[str, str]) -> str:
+    api = admin_client(url)
+    try:
+        cid: str = api.create_container(image, command=["sleep", "300"], name=name, labels=labels,
+                                        host_config=api.create_host_config(network_mode="none"))["Id"]
+        api.start(cid)
+        return cid
+    finally:
+        api.close()
+
+
+def remove(url: str, *names: str) -> None:
+    with contextlib.suppress(Exception):
+        api = admin_client(url)
+        try:
+            for name in names:
+                with contextlib.suppress(docker.errors.NotFound):
+                    api.remove_container(name, force=True, v=True)
+        finally:
+            api.close()
+
+
+@pytest.fixture
+def own_engine(docker_engine_url: str) -> str:
+    if os.environ.get(OPT_IN, "").strip().lower() not in {"1", "true", "yes"}:
+        pytest.skip(f"restarts the shared test engine: set {OPT_IN}=1 and run it alone, after the other tests")
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        pytest.skip("restarts the shared test engine: run it serially (-p no:xdist), after the other tests")
+    engine_dir = os.environ.get("OFELIA_TEST_ENGINE_DIR", "").strip() or DEFAULT_ENGINE_DIR
+    if docker_engine_url != f"unix://{engine_dir}/docker.sock":
+        pytest.skip(f"{docker_engine_url} is not the engine scripts/docker-engine.sh manages")
+    return docker_engine_url
+
+
+def test_the_daemon_survives_an_engine_restart(tmp_path: Path, own_engine: str, test_image: str) -> None:
+    tag = secrets.token_hex(4)
+    before, after = f"lbl-restart-a-{tag}", f"lbl-restart-b-{tag}"
+    labels = {"ofelia.enabled": "true", FILTER_LABEL: tag}
+    # docker-poll-interval = 0: only events can bring the new container's job, so it proves they resumed.
+    daemon = LiveDaemon(tmp_path, own_engine, tag, poll="0",
+                        files=f'[job-exec "probe"]\nschedule = @every 1s\ncontainer = {before}\ncommand = echo probe\n')
+    try:
+        run_labelled(own_engine, test_image, before, {**labels, **tick()})
+        assert wait_for(lambda: daemon.job("tick") is not None), daemon.text()
+        assert wait_for(lambda: any(r.state == RunState.SUCCESS for r in daemon.runs("probe"))), daemon.text()
+        watcher = daemon.daemon.label_watcher
+        assert watcher is not None and watcher.counts["connects"] == 1
+
+        try:
+            engine("stop")  # removes every container, then stops dockerd
+            failed = len([r for r in daemon.runs("probe") if r.state == RunState.FAILED])
+            assert wait_for(lambda: len([r for r in daemon.runs("probe") if r.state == RunState.FAILED])
+                            >= failed + 2), daemon.text()
+            assert daemon.thread.is_alive()
+            assert "cannot reach the engine" in daemon.text()
+        finally:
+            engine("start")  # whatever happened: the other tests need the engine
+        # The container did not survive the restart: once the daemon reads the engine again, its job goes.
+        assert wait_for(lambda: daemon.job("tick") is None, timeout=60), daemon.text()
+        assert wait_for(lambda: watcher.counts["connects"] >= 2, timeout=60), daemon.text()
+        run_labelled(own_engine, test_image, after,
+                     {**labels, "ofelia.job-exec.tock.schedule": "@every 1s",
+                      "ofelia.job-exec.tock.command": "echo tock"})
+        assert wait_for(lambda: daemon.job("tock") is not None), daemon.text()
+        assert wait_for(lambda: any(r.state == RunState.SUCCESS and r.stdout == b"tock\n"
+                                    for r in daemon.runs("tock"))), daemon.text()
+        assert "the engine answers again" in daemon.text()
+        # Runs that failed while the engine was away are recorded with the reason.
+        failures: list[Any] = [r for r in daemon.runs("probe") if r.state == RunState.FAILED]
+        assert failures and all(r.error for r in failures)
+        assert any(re.search(r"engine|connect", r.error, re.IGNORECASE) for r in failures), \
+            [r.error for r in failures]
+    finally:
+        remove(own_engine, before, after)
+        code = daemon.stop()
+    assert code == 0
