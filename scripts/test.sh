@@ -16,6 +16,12 @@ echo "test: ruff"
 .venv/bin/ruff check .
 echo "test: mypy"
 .venv/bin/mypy
+if [ $# -eq 0 ]; then
+    # Restarts the engine, so it runs on its own, before the suite (which then
+    # also proves the engine came back healthy).
+    echo "test: pytest (engine restart while a daemon runs)"
+    OFELIA_TEST_ENGINE_RESTART=1 .venv/bin/pytest -q tests/docker/test_labels_engine_restart.py
+fi
 echo "test: pytest"
 .venv/bin/pytest "$@"
 echo "test: finished in $(( $(date +%s) - started )) s"

@@ -108,6 +108,7 @@ def api_error(status: int, explanation: str) -> docker.errors.APIError:
         (api_error(500, "unable to find user nobody2: no matching entries in passwd file"), DockerError),
         (api_error(500, "Cannot mkdir: /etc/passwd is not a directory"), DockerError),
         (api_error(503, "This node is not a swarm manager."), DockerError),
+        (api_error(500, "network missing-net not found"), DockerError),
         (api_error(500, "connection error: desc = transport: dial unix containerd.sock: connect refused"),
          EngineUnavailable),
         (api_error(400, "invalid mode"), DockerError),

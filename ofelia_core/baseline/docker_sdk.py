@@ -95,7 +95,8 @@ _REGISTRY_FAILURE = re.compile(
 _REQUEST_FAILURE = re.compile(
     r"unable to find user|no matching entries in passwd|not a directory|is a directory|Cannot mkdir"
     r"|OCI runtime (create|exec|start) failed|executable file not found|not a swarm manager"
-    r"|invalid (mount|volume|reference|argument|port|restart)|already (exists|in use)",
+    r"|invalid (mount|volume|reference|argument|port|restart)|already (exists|in use)"
+    r"|network \S+ not found",
     re.IGNORECASE,
 )
 # Local failures talking to the engine: it is not there or went away mid-call.
