@@ -1,10 +1,12 @@
 """What the scheduler benchmarks share: the no-op job type, the real daemon on a
 config of no-op jobs, APScheduler set up alike, lateness samples, CPU over a
-measured window (in total and by thread), and one subprocess per contender.
+measured window (in total and by thread), one subprocess per contender, and the
+project's Docker engine (its address, labelled ``sleep`` containers, clean-up).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -266,3 +268,67 @@ def ms(value: float) -> str:
 
 def ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}" if reference else "n/a"
+
+
+# --- the project's Docker engine ----------------------------------------------------------
+
+#: scripts/docker-engine.sh's socket, and the image it builds.
+ENGINE_DIR = "/var/lib/ofelia-test-engine"
+TEST_IMAGE = "ofelia-test/busybox:latest"
+#: Every container a benchmark creates carries ``ofelia.bench=1`` and its session's label.
+BENCH_LABEL = "ofelia.bench"
+SESSION_LABEL = "ofelia.bench.session"
+
+
+def engine_url() -> str:
+    """``OFELIA_TEST_DOCKER_HOST``, else scripts/docker-engine.sh's socket (never /var/run/docker.sock)."""
+    explicit = os.environ.get("OFELIA_TEST_DOCKER_HOST", "").strip()
+    directory = os.environ.get("OFELIA_TEST_ENGINE_DIR", "").strip() or ENGINE_DIR
+    return explicit or f"unix://{directory}/docker.sock"
+
+
+def engine_api(url: str) -> Any:
+    """A plain SDK client for set-up and clean-up; exits with the start hint when the engine is not usable."""
+    import docker
+
+    try:
+        api = docker.APIClient(base_url=url, version="auto", timeout=60)
+        api.inspect_image(TEST_IMAGE)
+    except Exception as exc:
+        raise SystemExit(f"bench: the engine at {url} is not usable ({type(exc).__name__}: {exc}); "
+                         "start it with: scripts/docker-engine.sh start") from exc
+    return api
+
+
+def bench_labels(session: str) -> dict[str, str]:
+    return {BENCH_LABEL: "1", SESSION_LABEL: session}
+
+
+def start_sleepers(api: Any, session: str, count: int, labels: Callable[[int], Mapping[str, str]] = lambda i: {},
+                   made: list[str] | None = None) -> list[str]:
+    """``count`` running ``sleep`` containers (network none, the bench labels plus ``labels(i)``),
+    named ``ofelia-bench-<session>-<i>``; their ids are appended to ``made`` as each is created."""
+    made = [] if made is None else made
+    for i in range(count):
+        cid: str = api.create_container(
+            TEST_IMAGE, command=["sleep", "86400"], name=f"ofelia-bench-{session}-{i:02d}",
+            labels={**bench_labels(session), **labels(i)}, host_config=api.create_host_config(network_mode="none"),
+        )["Id"]
+        made.append(cid)
+        api.start(cid)
+    return made
+
+
+def remove_containers(api: Any, session: str, extra_filters: Sequence[str] = ()) -> int:
+    """Remove (force) every container of this session, and those matching the label filters
+    ``extra_filters`` (``key=value``); returns how many there were."""
+    import docker.errors
+
+    found: dict[str, None] = {}
+    for label in (f"{SESSION_LABEL}={session}", *extra_filters):
+        for item in api.containers(all=True, filters={"label": label}):
+            found[item["Id"]] = None
+    for cid in found:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(cid, force=True, v=True)
+    return len(found)
