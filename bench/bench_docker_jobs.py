@@ -3,7 +3,7 @@ ofelia's run path with the baseline driver, beside the bare Docker SDK doing the
 in the same process: wall time, engine requests per run and their latency.
 
     .venv/bin/python bench/bench_docker_jobs.py [--runs 100,100,200] [--concurrency 1,10,50]
-        [--operations exec,run] [--warmup 10]
+        [--operations exec,run] [--warmup 10] [--mode paired|turns]
 
 The engine is the project's own (scripts/docker-engine.sh; OFELIA_TEST_DOCKER_HOST
 overrides), image ofelia-test/busybox:latest, every container on network ``none``.
@@ -25,16 +25,23 @@ Contenders, in one process, the same engine and the same machine:
   ``exec_start(stream=True, demux=True)``, ``exec_inspect``; ``create_container``,
   ``start``, ``wait``, ``logs``, ``remove_container``.
 
-Concurrency N: N threads started together, each firing runs back to back until
-the cell's runs are done. Each cell runs in two rounds, the contenders' order
-swapped in the second, so drift in the engine's speed falls on both. Warm-up
+Concurrency N: N threads started together, each firing runs back to back.
+At N = 1 the contenders take turns in rounds of 10 runs, the order swapped
+every round, so drift in the engine's speed falls on both. At N > 1 (``--mode
+paired``, the default) both run in one batch, the N threads shared out between
+them: the engine carries N runs at every moment and both see it in the same
+state (the engine is the bottleneck there, and taking turns left the ratio to
+the drift of its queue: ±13% from one run of the script to the next);
+``--mode turns`` runs each alone with N threads, in rounds as at N = 1. Warm-up
 first (runs at 1 and 10 concurrent, not counted).
 
 Engine requests are counted in process, per run, by wrapping ``requests``'
 ``HTTPAdapter.send`` (both contenders go through it); their latency is the time
 to the response's headers. New connections: ``UnixHTTPConnection.connect`` calls.
-Client CPU: thread CPU of the thread doing the run. Targets: three engine requests
-per job-exec; ofelia's p50 wall at most 5% over the bare SDK's.
+Client CPU: thread CPU of the thread doing the run. A run that fails is counted,
+listed with its error and left out of the figures, and the script then exits 1.
+Targets: three engine requests per job-exec; ofelia's p50 wall at most 5% over
+the bare SDK's.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import math
 import os
 import re
 import statistics
@@ -50,7 +58,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +77,8 @@ from common import (
 from stats import markdown_table, summary_ms
 
 EXEC_TARGET_REQUESTS = 3
+#: Rounds per cell at most (the contenders take turns, the order swapped every round).
+MAX_ROUNDS = 10
 OVERHEAD_TARGET = 1.05
 CONTENDERS = ("bare SDK", "ofelia")
 OPERATIONS = {"exec": "job-exec", "run": "job-run"}
@@ -82,11 +92,11 @@ OUTPUT = b"hi\n"
 class Tally:
     """What one run cost: engine requests (endpoint, seconds), new connections, wall, CPU."""
 
-    __slots__ = ("connects", "cpu", "error", "requests", "runner", "wall")
+    __slots__ = ("connects", "cpu", "discards", "error", "requests", "runner", "wall")
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, float]] = []
-        self.connects = 0
+        self.connects = self.discards = 0
         self.wall = self.cpu = self.runner = 0.0
         #: Why the run failed (``Type: message``); None when it succeeded.
         self.error: str | None = None
@@ -105,9 +115,9 @@ def endpoint(method: str | None, path: str) -> str:
     return f"{method} {path}"
 
 
-def count_requests() -> Callable[[], int]:
-    """Wrap every ``requests`` adapter and the SDK's unix-socket connections; record into the
-    running thread's Tally. Returns how many connections urllib3 discarded (its pool was full)."""
+def count_requests() -> None:
+    """Wrap every ``requests`` adapter and the SDK's unix-socket connections, and count the
+    connections urllib3 discards (its pool was full); record into the running thread's Tally."""
     import docker.transport.unixconn
     import requests.adapters
 
@@ -133,18 +143,17 @@ def count_requests() -> Callable[[], int]:
     requests.adapters.HTTPAdapter.send = counted_send  # type: ignore[method-assign]
     docker.transport.unixconn.UnixHTTPConnection.connect = counted_connect
 
-    # "Connection pool is full, discarding connection": counted, not printed once per run.
-    discarded = [0]
-
+    # "Connection pool is full, discarding connection" (logged by the thread that made the
+    # request): counted, not printed once per run.
     class Discards(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if "pool is full" in record.getMessage():
-                discarded[0] += 1
+            tally = getattr(_local, "tally", None)
+            if tally is not None and "pool is full" in record.getMessage():
+                tally.discards += 1
 
     pool_log = logging.getLogger("urllib3.connectionpool")
     pool_log.addHandler(Discards())
     pool_log.propagate = False
-    return lambda: discarded[0]
 
 
 # --- the contenders ---------------------------------------------------------------------
@@ -246,14 +255,13 @@ class Ofelia:
 # --- firing runs ------------------------------------------------------------------------
 
 
-def fire(action: Callable[[], None], concurrency: int, runs: int) -> tuple[list[Tally], float]:
-    """``runs`` runs of ``action`` on ``concurrency`` threads started together, each back to back;
-    the runs' tallies (a failed run has its ``error``) and the wall seconds of the whole batch."""
-    shares = [runs // concurrency + (i < runs % concurrency) for i in range(concurrency)]
-    tallies: list[Tally] = []
+def fire(actions: Sequence[Callable[[], None]], counts: Sequence[int]) -> tuple[list[list[Tally]], float]:
+    """Thread ``i`` runs ``actions[i]`` ``counts[i]`` times back to back, all threads started
+    together; each thread's tallies (a failed run has its ``error``) and the batch's wall seconds."""
     perf, thread_time = time.perf_counter, time.thread_time
+    results: list[list[Tally]] = [[] for _ in actions]
 
-    def worker(count: int) -> None:
+    def worker(action: Callable[[], None], count: int, tallies: list[Tally]) -> None:
         barrier.wait()
         for _ in range(count):
             tally = _local.tally = Tally()
@@ -266,7 +274,8 @@ def fire(action: Callable[[], None], concurrency: int, runs: int) -> tuple[list[
             _local.tally = None
             tallies.append(tally)
 
-    threads = [threading.Thread(target=worker, args=(n,), name=f"bench-{i}") for i, n in enumerate(shares) if n]
+    threads = [threading.Thread(target=worker, args=job, name=f"bench-{i}")
+               for i, job in enumerate(zip(actions, counts, results, strict=True)) if job[1]]
     barrier = threading.Barrier(len(threads) + 1)
     for thread in threads:
         thread.start()
@@ -274,127 +283,170 @@ def fire(action: Callable[[], None], concurrency: int, runs: int) -> tuple[list[
     start = perf()
     for thread in threads:
         thread.join()
-    return tallies, perf() - start
+    return results, perf() - start
+
+
+def spread(runs: int, threads: int) -> list[int]:
+    """``runs`` shared out among ``threads`` as evenly as can be."""
+    return [runs // threads + (i < runs % threads) for i in range(threads)]
 
 
 class Cell:
-    """One operation at one concurrency for one contender, over its rounds."""
+    """One operation at one concurrency for one contender, over its rounds. Figures are over the
+    runs that succeeded (``ok``); the failed ones are counted apart."""
 
     def __init__(self) -> None:
         self.tallies: list[Tally] = []
         self.elapsed = 0.0
-        self.discarded = 0
         self.operations: dict[str, list[float]] = {}
 
     def add(self, tallies: list[Tally], elapsed: float) -> None:
         self.tallies += tallies
         self.elapsed += elapsed
 
+    @property
+    def ok(self) -> list[Tally]:
+        return [t for t in self.tallies if t.error is None]
+
+    @property
+    def failed(self) -> list[Tally]:
+        return [t for t in self.tallies if t.error is not None]
+
+    def p50(self, values: list[float]) -> float:
+        return statistics.median(values) * 1000 if values else math.nan
+
     def wall(self) -> dict[str, float]:
-        return summary_ms([t.wall for t in self.tallies])
+        ok = self.ok
+        return summary_ms([t.wall for t in ok]) if ok else dict.fromkeys(("median", "p95", "p99", "max"), math.nan)
 
     def requests_per_run(self) -> float:
-        return sum(len(t.requests) for t in self.tallies) / len(self.tallies)
+        ok = self.ok
+        return sum(len(t.requests) for t in ok) / len(ok) if ok else math.nan
 
     def latency(self) -> dict[str, float]:
-        return summary_ms([seconds for t in self.tallies for _, seconds in t.requests])
+        return summary_ms([seconds for t in self.ok for _, seconds in t.requests] or [math.nan])
 
-    def endpoints(self) -> dict[str, float]:
-        counts = collections.Counter(name for t in self.tallies for name, _ in t.requests)
-        return {name: count / len(self.tallies) for name, count in counts.items()}
+    def mean_ms(self, values: list[float]) -> str:
+        return f"{statistics.fmean(values) * 1000:.2f}" if values else "—"
 
 
-def run_cells(args: argparse.Namespace, contenders: dict[str, Any], discarded: Callable[[], int],
-              ofelia: Ofelia) -> dict[tuple[str, int, str], Cell]:
-    cells: dict[tuple[str, int, str], Cell] = {}
-    levels = list(zip(args.concurrency, args.runs, strict=True))
+Cells = dict[tuple[str, int, str], Cell]
+
+
+def run_cells(args: argparse.Namespace, contenders: dict[str, Any], ofelia: Ofelia) -> Cells:
+    cells: Cells = {}
+    names = list(contenders)
     for key in args.operations:
         for name, contender in contenders.items():
-            print(f"bench: warm-up {OPERATIONS[key]}, {name}", file=sys.stderr, flush=True)
+            failed = 0
             for concurrency in (1, 10):
-                fire(getattr(contender, key), concurrency, args.warmup)
-        for concurrency, runs in levels:
+                batch = fire([getattr(contender, key)] * concurrency, spread(args.warmup, concurrency))[0]
+                failed += sum(t.error is not None for tallies in batch for t in tallies)
+            print(f"bench: warm-up {OPERATIONS[key]}, {name}: {failed} failed", file=sys.stderr, flush=True)
+        for concurrency, runs in zip(args.concurrency, args.runs, strict=True):
             started = time.perf_counter()
-            rounds = 2 if runs >= 2 * concurrency else 1
-            for index in range(rounds):
-                order = list(contenders) if index % 2 == 0 else list(reversed(contenders))
-                for name in order:
-                    share = runs // rounds + (index < runs % rounds)
-                    cell = cells.setdefault((key, concurrency, name), Cell())
-                    before_discards = discarded()
-                    before_ops = ofelia.operations() if name == "ofelia" else {}
-                    cell.add(*fire(getattr(contenders[name], key), concurrency, share))
-                    cell.discarded += discarded() - before_discards
-                    for op, figures in ofelia.operations().items() if name == "ofelia" else ():
-                        old = before_ops.get(op, {"calls": 0, "total_seconds": 0.0})
-                        totals = cell.operations.setdefault(op, [0.0, 0.0])
-                        totals[0] += figures["calls"] - old["calls"]
-                        totals[1] += figures["total_seconds"] - old["total_seconds"]
+            before = ofelia.operations()
+            if args.mode == "paired" and concurrency >= 2:
+                # One batch, the threads shared out between the contenders: the engine carries
+                # `concurrency` runs at every moment and both contenders see the same engine.
+                owners = [names[i % len(names)] for i in range(concurrency)]
+                counts = [0] * concurrency
+                for name in names:
+                    mine = [i for i, owner in enumerate(owners) if owner == name]
+                    for i, count in zip(mine, spread(runs, len(mine)), strict=True):
+                        counts[i] = count
+                batch, elapsed = fire([getattr(contenders[owner], key) for owner in owners], counts)
+                for owner, tallies in zip(owners, batch, strict=True):
+                    cells.setdefault((key, concurrency, owner), Cell()).tallies += tallies
+                for name in names:
+                    cells[(key, concurrency, name)].elapsed += elapsed
+            else:
+                # In turns: short rounds cancel the engine's drift best; each fills every thread twice.
+                rounds = max(1, min(MAX_ROUNDS, runs // (2 * concurrency)))
+                for index in range(rounds):
+                    for name in names if index % 2 == 0 else names[::-1]:
+                        share = runs // rounds + (index < runs % rounds)
+                        action = getattr(contenders[name], key)
+                        batch, elapsed = fire([action] * concurrency, spread(share, concurrency))
+                        cells.setdefault((key, concurrency, name), Cell()).add(
+                            [t for tallies in batch for t in tallies], elapsed)
+            cell = cells[(key, concurrency, "ofelia")]
+            for op, figures in ofelia.operations().items():
+                old = before.get(op, {"calls": 0, "total_seconds": 0.0})
+                totals = cell.operations.setdefault(op, [0.0, 0.0])
+                totals[0] += figures["calls"] - old["calls"]
+                totals[1] += figures["total_seconds"] - old["total_seconds"]
+            failures = {name: len(cells[(key, concurrency, name)].failed) for name in names}
             print(f"bench: {OPERATIONS[key]} at {concurrency} concurrent: {runs} runs per contender "
-                  f"in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+                  f"in {time.perf_counter() - started:.1f} s; failed: {failures}", file=sys.stderr, flush=True)
     return cells
 
 
 # --- report ---------------------------------------------------------------------------
 
 
-def main_table(args: argparse.Namespace, cells: dict[tuple[str, int, str], Cell]) -> list[list[Any]]:
+def main_table(args: argparse.Namespace, cells: Cells) -> list[list[Any]]:
     rows = []
     for key in args.operations:
         for concurrency in args.concurrency:
             reference = cells[(key, concurrency, "bare SDK")].wall()["median"]
             for name in CONTENDERS:
                 cell = cells[(key, concurrency, name)]
-                wall, latency, runs = cell.wall(), cell.latency(), len(cell.tallies)
+                wall, latency, ok = cell.wall(), cell.latency(), cell.ok
                 rows.append([
-                    OPERATIONS[key], concurrency, name, runs, ms(wall["median"]), ms(wall["p95"]), ms(wall["p99"]),
+                    OPERATIONS[key], concurrency, name, len(cell.tallies), len(cell.failed),
+                    ms(wall["median"]), ms(wall["p95"]), ms(wall["p99"]),
                     f"{cell.requests_per_run():.2f}", ms(latency["median"]), ms(latency["p99"]),
-                    f"{sum(t.connects for t in cell.tallies) / runs:.2f}",
-                    f"{statistics.fmean(t.cpu for t in cell.tallies) * 1000:.2f}",
-                    f"{runs / cell.elapsed:.1f}", f"{wall['median'] / reference:.3f}",
+                    f"{sum(t.connects for t in ok) / len(ok):.2f}" if ok else "—",
+                    cell.mean_ms([t.cpu for t in ok]),
+                    f"{len(cell.tallies) / cell.elapsed:.1f}", f"{wall['median'] / reference:.3f}",
                 ])
     return rows
 
 
-def endpoint_rows(args: argparse.Namespace, cells: dict[tuple[str, int, str], Cell]) -> list[list[Any]]:
+def endpoint_rows(args: argparse.Namespace, cells: Cells) -> list[list[Any]]:
     rows = []
     for key in args.operations:
         for name in CONTENDERS:
             merged: collections.Counter[str] = collections.Counter()
             runs = 0
             for concurrency in args.concurrency:
-                cell = cells[(key, concurrency, name)]
-                merged.update(point for t in cell.tallies for point, _ in t.requests)
-                runs += len(cell.tallies)
+                ok = cells[(key, concurrency, name)].ok
+                merged.update(point for t in ok for point, _ in t.requests)
+                runs += len(ok)
             rows.append([OPERATIONS[key], name, "; ".join(
                 f"`{point}` {count / runs:.2f}" for point, count in sorted(merged.items(), key=lambda i: -i[1]))])
     return rows
 
 
-def ofelia_rows(args: argparse.Namespace, cells: dict[tuple[str, int, str], Cell]) -> list[list[Any]]:
+def ofelia_rows(args: argparse.Namespace, cells: Cells) -> list[list[Any]]:
     """Where ofelia's run goes: the runner (execute_run hook) and the rest, beside the bare SDK's run."""
     rows = []
     for key in args.operations:
         for concurrency in args.concurrency:
             cell, sdk = cells[(key, concurrency, "ofelia")], cells[(key, concurrency, "bare SDK")]
-            runner = [t.runner for t in cell.tallies]
-            rest = [t.wall - t.runner for t in cell.tallies]
-            runs = len(cell.tallies)
+            ok, runs = cell.ok, len(cell.tallies)
             operations = "; ".join(
                 f"{op} {calls / runs:.2f} x {seconds / calls * 1000:.1f}"
                 for op, (calls, seconds) in cell.operations.items() if calls)
             rows.append([
-                OPERATIONS[key], concurrency, ms(statistics.median(t.wall for t in sdk.tallies) * 1000),
-                ms(statistics.median(t.wall for t in cell.tallies) * 1000), ms(statistics.median(runner) * 1000),
-                f"{statistics.median(rest) * 1000:.2f}",
-                f"{statistics.fmean(t.cpu for t in sdk.tallies) * 1000:.2f}",
-                f"{statistics.fmean(t.cpu for t in cell.tallies) * 1000:.2f}",
-                f"{sdk.discarded} / {cell.discarded}", operations,
+                OPERATIONS[key], concurrency, ms(sdk.p50([t.wall for t in sdk.ok])), ms(cell.p50([t.wall for t in ok])),
+                ms(cell.p50([t.runner for t in ok])), f"{cell.p50([t.wall - t.runner for t in ok]):.2f}",
+                sdk.mean_ms([t.cpu for t in sdk.ok]), cell.mean_ms([t.cpu for t in ok]),
+                f"{sum(t.discards for t in sdk.tallies)} / {sum(t.discards for t in cell.tallies)}", operations,
             ])
     return rows
 
 
-def targets(args: argparse.Namespace, cells: dict[tuple[str, int, str], Cell]) -> list[str]:
+def failure_rows(args: argparse.Namespace, cells: Cells) -> list[list[Any]]:
+    rows = []
+    for (key, concurrency, name), cell in cells.items():
+        for error, count in collections.Counter(t.error for t in cell.failed).most_common():
+            rows.append([OPERATIONS[key], concurrency, name, count, error])
+    return rows
+
+
+def targets(args: argparse.Namespace, cells: Cells) -> list[str]:
     lines = []
     if "exec" in args.operations:
         for concurrency in args.concurrency:
@@ -419,6 +471,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,10,50", help="concurrent runs, comma separated")
     parser.add_argument("--operations", default="exec,run", help="exec, run or both, comma separated")
     parser.add_argument("--warmup", type=int, default=10, help="warm-up runs per contender at 1 and at 10 concurrent")
+    parser.add_argument("--mode", choices=("paired", "turns"), default="paired",
+                        help="concurrent cells: both contenders in one batch, half the threads each (paired), "
+                        "or each alone in turns")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.runs = [int(r) for r in args.runs.split(",")]
@@ -430,7 +485,7 @@ def main() -> None:
 
     url, session = engine_url(), uuid.uuid4().hex[:12]
     api = engine_api(url)
-    discarded = count_requests()
+    count_requests()
     contenders: dict[str, Any] = {}
     total = time.perf_counter()
     try:
@@ -441,7 +496,7 @@ def main() -> None:
             contenders["bare SDK"] = BareSdk(url, container, session)
             ofelia = contenders["ofelia"] = Ofelia(url, container, session, Path(workdir))
             try:
-                cells = run_cells(args, contenders, discarded, ofelia)
+                cells = run_cells(args, contenders, ofelia)
             finally:
                 for contender in contenders.values():
                     contender.close()
@@ -451,12 +506,14 @@ def main() -> None:
         print(f"bench: removed {left} container(s); {time.perf_counter() - total:.0f} s in all",
               file=sys.stderr, flush=True)
 
+    layout = "in turns" if args.mode == "turns" else "at 1 in turns, above in one batch sharing the threads"
     print(f"Configuration: engine {url} (dockerd on this machine), image {TEST_IMAGE}, network none; "
           f"runs per contender at {', '.join(map(str, args.concurrency))} concurrent: "
-          f"{', '.join(map(str, args.runs))} (two rounds, order swapped), after {args.warmup} warm-up runs at 1 and "
-          f"at 10 concurrent; ofelia: baseline drivers, history in SQLite, log lines to a file; {versions()}.\n")
+          f"{', '.join(map(str, args.runs))} ({layout}), after {args.warmup} warm-up "
+          f"runs at 1 and at 10 concurrent; ofelia: baseline drivers, history in SQLite, log lines to a file; "
+          f"{versions()}.\n")
     print(markdown_table(
-        ["operation", "concurrency", "contender", "runs", "wall p50 ms", "wall p95 ms", "wall p99 ms",
+        ["operation", "concurrency", "contender", "runs", "failed", "wall p50 ms", "wall p95 ms", "wall p99 ms",
          "requests/run", "request p50 ms", "request p99 ms", "new connections/run", "client CPU ms/run",
          "runs/s", "p50 / bare SDK"], main_table(args, cells)))
     print("\nEngine requests per run, by endpoint (all concurrencies):\n")
@@ -469,7 +526,13 @@ def main() -> None:
          "bare SDK CPU ms/run", "ofelia CPU ms/run", "connections discarded (SDK / ofelia)",
          "driver operations"],
         ofelia_rows(args, cells)))
+    failures = failure_rows(args, cells)
+    if failures:
+        print("\nFailed runs (left out of every figure above):\n")
+        print(markdown_table(["operation", "concurrency", "contender", "runs", "error"], failures))
     print("\nTargets:\n" + "\n".join(targets(args, cells)))
+    if failures:
+        raise SystemExit(f"bench: {sum(row[3] for row in failures)} run(s) failed")
 
 
 if __name__ == "__main__":

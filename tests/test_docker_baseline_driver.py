@@ -158,3 +158,21 @@ def test_docker_host_from_the_environment(docker_engine_url: str) -> None:
         client.ping()
     finally:
         client.close()
+
+
+@pytest.mark.docker
+def test_a_unix_socket_client_skips_proxy_and_netrc_lookups(docker_engine_url: str) -> None:
+    client = SdkDockerClient.from_settings({"base-url": docker_engine_url})
+    try:
+        client.ping()
+        assert client._api().trust_env is False
+    finally:
+        client.close()
+
+
+def test_a_tcp_client_keeps_the_environment_for_proxies() -> None:
+    client = SdkDockerClient.from_settings({"base-url": "tcp://127.0.0.1:9", "api-version": "1.41"})
+    try:
+        assert client._api().trust_env is True
+    finally:
+        client.close()

@@ -393,12 +393,17 @@ class SdkDockerClient:
             with self._lock:
                 if self._client is None:
                     # version="auto" asks the engine once, here, on first use: never in __init__.
-                    self._client = docker.APIClient(
+                    api = docker.APIClient(
                         base_url=self._settings.base_url,
                         version=self._settings.api_version,
                         timeout=self._settings.timeout,
                         tls=self._settings.tls or False,
                     )
+                    if api.base_url.startswith("http+docker://localhost"):
+                        # A unix socket: proxies and .netrc never apply, and requests would
+                        # otherwise scan the environment for them on every call (~1 ms a run).
+                        api.trust_env = False
+                    self._client = api
                 client = self._client
         return client
 
