@@ -9,25 +9,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 pytestmark = pytest.mark.slow
 
 OFELIA = [sys.executable, "-m", "ofelia_core"]
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Poll until ``predicate`` holds; the timeout only bounds a failing test."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 class DaemonProcess:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 from ofelia_hookspecs.errors import DockerError, EngineUnavailable
+from polling import wait_for
 
 from ofelia_core.labels.parse import LabelConfig, engine_filters, parse_containers
 from ofelia_core.labels.watch import LabelSourceError, LabelWatcher
@@ -80,13 +81,6 @@ def container(name: str, job: str = "tick") -> dict[str, Any]:
                        f"ofelia.job-exec.{job}.command": "echo hi"}}
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Recorder:

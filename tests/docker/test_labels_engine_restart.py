@@ -23,7 +23,8 @@ from typing import Any
 import docker.errors
 import pytest
 from docker_engine_fixtures import DEFAULT_ENGINE_DIR, admin_client
-from labels_support import FILTER_LABEL, LiveDaemon, tick, wait_for
+from labels_support import FILTER_LABEL, LiveDaemon, tick
+from polling import wait_for
 
 from ofelia_core.runs import RunState
 

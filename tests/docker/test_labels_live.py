@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labels_support import FILTER_LABEL, Labelled, LiveDaemon, tick, wait_for
+from labels_support import FILTER_LABEL, Labelled, LiveDaemon, tick
 from loguru import logger
+from polling import wait_for
 
 from ofelia_core.daemon import Daemon
 from ofelia_core.runs import RunState
