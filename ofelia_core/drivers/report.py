@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .loading import driver_distribution
-from .selection import Choice, installed_drivers
+from .selection import Choice, installed_driver_names
 
 
 def describe_choices(choices: Mapping[str, Choice]) -> list[dict[str, Any]]:
     """One record per concern: the chosen driver, its distribution and the source that chose it."""
+    available = installed_driver_names()  # one scan of the installed distributions
     rows = []
     for key, choice in choices.items():
         concern = choice.concern
@@ -25,7 +26,7 @@ def describe_choices(choices: Mapping[str, Choice]) -> list[dict[str, Any]]:
                 "namespace": concern.namespace,
                 "flag": concern.flag,
                 "override": concern.override,
-                "available": installed_drivers(concern),
+                "available": available[key],
             }
         )
     return rows
