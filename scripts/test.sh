@@ -19,8 +19,8 @@ echo "test: mypy"
 if [ $# -eq 0 ]; then
     # Restarts the engine, so it runs on its own, before the suite (which then
     # also proves the engine came back healthy).
-    echo "test: pytest (engine restart while a daemon runs)"
-    OFELIA_TEST_ENGINE_RESTART=1 .venv/bin/pytest -q tests/docker/test_labels_engine_restart.py
+    echo "test: pytest (engine restart and outage while a daemon runs)"
+    OFELIA_TEST_ENGINE_RESTART=1 .venv/bin/pytest -q -p no:xdist -m engine_restart tests/docker
 fi
 echo "test: pytest"
 .venv/bin/pytest "$@"

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from ofelia_core.cli import cli
-from ofelia_core.drivers.table import CONCERNS
+from ofelia_core.drivers.selection import installed_drivers
+from ofelia_core.drivers.table import CONCERNS, Concern
 
 # Settings meant for the optimized drivers (and a third party's), which the
 # baselines do not know.
@@ -22,11 +23,13 @@ buffer-pool = tiered
 metrics = performance
 
 [docker-client]
-max-idle-connections = 100
-max-idle-per-host = 50
-max-connections-per-host = 100
-idle-timeout = 90s
+max-idle-conns = 100
+max-idle-conns-per-host = 50
+max-conns-per-host = 100
+idle-conn-timeout = 90s
+max-concurrent-requests = 200
 breaker-failure-threshold = 10
+breaker-open-timeout = 30s
 
 [token-manager]
 cleanup-batch-size = 100
@@ -89,3 +92,25 @@ def test_without_flags_the_file_choice_stands_and_names_what_to_install(config: 
     code, _, err = invoke("validate", "--config", str(config), env={})
     assert code == 1
     assert "ofelia-docker-pooled" in err or "ofelia-tokens-heap" in err
+
+
+@pytest.mark.parametrize("concern", CONCERNS, ids=lambda c: c.key)
+def test_the_flag_picks_the_installed_optimization_and_unsetting_it_rolls_back(
+    tmp_path: Path, concern: Concern
+) -> None:
+    c = concern
+    if c.optimized not in installed_drivers(c):
+        pytest.skip(f"{c.optimized_distribution} is not installed")
+    # The same settings without a [drivers] section: only the flag decides.
+    config = tmp_path / "flags.ini"
+    config.write_text(CONFIG[CONFIG.index("[docker-client]"):])
+    others = {other.override: other.baseline for other in CONCERNS if other is not c}
+    picked = {}
+    for flag in ("true", ""):
+        code, out, err = invoke("plugins", "--check", "--json", "--config", str(config),
+                                env=others | {c.flag: flag})
+        assert code == 0, err
+        row = next(r for r in json.loads(out)["drivers"] if r["concern"] == c.key)
+        assert row["stats"], row
+        picked[flag] = row["driver"]
+    assert picked == {"true": c.optimized, "": c.baseline}

@@ -52,11 +52,10 @@ import math
 import os
 import re
 import socket
-import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -64,14 +63,8 @@ import docker.utils
 import requests
 import urllib3.exceptions
 from ofelia_hookspecs import hookimpl
-from ofelia_hookspecs.errors import (
-    Conflict,
-    DockerError,
-    DockerTimeout,
-    EngineUnavailable,
-    NotFound,
-    PullFailed,
-)
+from ofelia_hookspecs.docker_wire import Stream, demux_frames, error_for_status
+from ofelia_hookspecs.errors import DockerError, DockerTimeout, EngineUnavailable, PullFailed
 from ofelia_hookspecs.types import ContainerSpec, DriverContext, ServiceSpec, StreamChunk
 
 DRIVER_NAME = "baseline"
@@ -84,21 +77,6 @@ MINIMUM_API_VERSION = (1, 24)
 
 T = TypeVar("T")
 
-# 5xx messages that say a registry could not be reached or refused the image.
-_REGISTRY_FAILURE = re.compile(
-    r"registry|lookup \S+ on |no such host|server misbehaving|pull access denied|manifest unknown"
-    r"|manifest for \S+ not found|repository does not exist|toomanyrequests|unauthorized: "
-    r"|Get \"?https?://",
-    re.IGNORECASE,
-)
-# 5xx messages the engine gives for a bad request rather than its own failure.
-_REQUEST_FAILURE = re.compile(
-    r"unable to find user|no matching entries in passwd|not a directory|is a directory|Cannot mkdir"
-    r"|OCI runtime (create|exec|start) failed|executable file not found|not a swarm manager"
-    r"|invalid (mount|volume|reference|argument|port|restart)|already (exists|in use)"
-    r"|network \S+ not found",
-    re.IGNORECASE,
-)
 # Local failures talking to the engine: it is not there or went away mid-call.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
@@ -140,7 +118,7 @@ def translate_error(exc: BaseException, operation: str, *, pull: bool = False) -
         return exc
     for cause in _causes(exc):
         if isinstance(cause, docker.errors.APIError) and cause.status_code is not None:
-            return _from_status(int(cause.status_code), _api_message(cause), operation, pull)
+            return error_for_status(int(cause.status_code), _api_message(cause), operation, pull=pull)
     causes = list(_causes(exc))
     # A connect timeout means nothing answers: the engine is unavailable, not slow.
     if any(isinstance(c, requests.exceptions.ConnectTimeout) for c in causes):
@@ -153,24 +131,6 @@ def translate_error(exc: BaseException, operation: str, *, pull: bool = False) -
     if any(isinstance(c, _CONNECTION_ERRORS) for c in causes):
         return EngineUnavailable(f"cannot reach the engine: {exc}", operation=operation)
     return DockerError(str(exc) or type(exc).__name__, operation=operation)
-
-
-def _from_status(status: int, message: str, operation: str, pull: bool) -> DockerError:
-    if pull:
-        return PullFailed(f"image not found locally and pull failed: {message}", operation=operation,
-                          status=status)
-    if status == 404:
-        return NotFound(message, operation=operation, status=status)
-    if status == 409:
-        return Conflict(message, operation=operation, status=status)
-    if status >= 500:
-        if _REGISTRY_FAILURE.search(message):
-            return PullFailed(f"image not found locally and pull failed: {message}", operation=operation,
-                              status=status)
-        if _REQUEST_FAILURE.search(message):
-            return DockerError(message, operation=operation, status=status)
-        return EngineUnavailable(message, operation=operation, status=status)
-    return DockerError(message, operation=operation, status=status)
 
 
 # --- settings -------------------------------------------------------------------
@@ -282,75 +242,6 @@ def _shutdown_response(response: Any) -> None:
         response.close()
 
 
-class Stream(Generic[T]):
-    """An iterator over a long-lived engine response that any thread may close.
-
-    After ``close()`` iteration ends quietly; before it, a failure of the engine
-    surfaces as a typed error.
-    """
-
-    def __init__(self, operation: str, items: Iterator[T], closer: Callable[[], None]) -> None:
-        self._operation = operation
-        self._items = items
-        self._closer = closer
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def __iter__(self) -> Stream[T]:
-        return self
-
-    def __next__(self) -> T:
-        if self._closed:
-            raise StopIteration
-        try:
-            return next(self._items)
-        except StopIteration:
-            self.close()
-            raise
-        except Exception as exc:
-            if self._closed:
-                raise StopIteration from None
-            self.close()
-            raise translate_error(exc, self._operation) from exc
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        # Best effort: the connection is dropped either way.
-        with contextlib.suppress(Exception):
-            self._closer()
-
-    def __enter__(self) -> Stream[T]:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-_STREAM_NAMES = {1: "stdout", 2: "stderr"}
-
-
-def _demux_frames(raw: Any) -> Iterator[StreamChunk]:
-    """Parse the engine's multiplexed stream: 8-byte headers (stream id, length) then data."""
-    while True:
-        header = raw.read(8)
-        if len(header) < 8:
-            return
-        stream_id, length = struct.unpack(">BxxxL", header)
-        if not length:
-            continue
-        data = raw.read(length)
-        if not data:
-            return
-        yield _STREAM_NAMES.get(stream_id, "stdout"), data
-
-
 def _raw_chunks(raw: Any) -> Iterator[StreamChunk]:
     """A tty's output is not multiplexed: everything is stdout."""
     while True:
@@ -429,8 +320,8 @@ class SdkDockerClient:
             return response
 
         response = self._call(operation, request)
-        items = _raw_chunks(response.raw) if tty else _demux_frames(response.raw)
-        return Stream(operation, items, lambda: _shutdown_response(response))
+        items = _raw_chunks(response.raw) if tty else demux_frames(response.raw)
+        return Stream(operation, items, lambda: _shutdown_response(response), translate_error)
 
     # -- engine
 
@@ -471,7 +362,7 @@ class SdkDockerClient:
         frames = self._call(
             "exec_start", lambda api: api.exec_start(exec_id, tty=tty, stream=True, demux=True)
         )
-        return Stream("exec_start", _exec_chunks(frames), frames.close)
+        return Stream("exec_start", _exec_chunks(frames), frames.close, translate_error)
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
         return dict(self._call("exec_inspect", lambda api: api.exec_inspect(exec_id)))
@@ -609,7 +500,7 @@ class SdkDockerClient:
         events = self._call(
             "events", lambda api: api.events(since=since_text, filters=engine_filters or None, decode=True)
         )
-        return Stream("events", iter(events), events.close)
+        return Stream("events", iter(events), events.close, translate_error)
 
     # -- driver
 

@@ -27,12 +27,14 @@ from typing import Any
 import docker.errors
 import pytest
 from docker_engine_fixtures import admin_client, engine_url
+from engine_control import own_engine  # noqa: F401 - a fixture for the engine restart tests
 from ofelia_hookspecs.types import ConfigKeys, RunContext
 
 from ofelia_core.baseline.buffers import FreshBufferPool
 from ofelia_core.config.model import Location, Section
 from ofelia_core.drivers.loading import ActiveDrivers, default_context, start_drivers
-from ofelia_core.drivers.selection import choose_drivers
+from ofelia_core.drivers.selection import choose_drivers, installed_drivers
+from ofelia_core.drivers.table import BY_KEY
 from ofelia_core.jobs import Job, build_job
 from ofelia_core.jobtypes import JOB_KEYS, JOB_TYPES
 from ofelia_core.plugins import build_plugin_manager
@@ -163,12 +165,14 @@ def admin_api(docker_engine_url: str) -> Iterator[Any]:
     api.close()
 
 
-@pytest.fixture(scope="session")
-def docker_drivers(docker_engine_url: str) -> Iterator[ActiveDrivers]:
-    """The baseline drivers, instrumented as the daemon builds them, on the test engine."""
+@pytest.fixture(scope="session", params=installed_drivers(BY_KEY["docker-client"]))
+def docker_drivers(docker_engine_url: str, request: pytest.FixtureRequest) -> Iterator[ActiveDrivers]:
+    """The drivers as the daemon builds them (instrumented), on the test engine: every job
+    test runs once with each installed Docker client driver (baseline, pooled)."""
     pm = build_plugin_manager(load_entrypoints=False)
     drivers = start_drivers(
-        pm, choose_drivers(env={}), {"docker-client": {"base-url": docker_engine_url}}, default_context()
+        pm, choose_drivers(env={"OFELIA_DOCKER_CLIENT": request.param}),
+        {"docker-client": {"base-url": docker_engine_url}}, default_context(),
     )
     yield drivers
     drivers.close()

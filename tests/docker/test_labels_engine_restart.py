@@ -1,44 +1,27 @@
 """The daemon survives a restart of the engine it reads labels from.
 
 This test stops and starts the suite's own engine (``scripts/docker-engine.sh``),
-which removes every container on it: it must not run while other tests use the
-engine, in this session or another. It runs only when asked
-(``OFELIA_TEST_ENGINE_RESTART=1``), never under pytest-xdist with several
-workers, and only against the script's engine. CI runs it serially, on its own,
-after the rest of the suite:
-
-    OFELIA_TEST_ENGINE_RESTART=1 pytest -p no:xdist tests/docker/test_labels_engine_restart.py
+which removes every container on it: see engine_control.py for when it runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
-from docker_engine_fixtures import DEFAULT_ENGINE_DIR, admin_client
+from docker_engine_fixtures import admin_client
+from engine_control import engine
 from labels_support import FILTER_LABEL, LiveDaemon, tick
 from polling import wait_for
 
 from ofelia_core.runs import RunState
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "docker-engine.sh"
-#: Another pytest session may be using the engine: only an explicit request restarts it.
-OPT_IN = "OFELIA_TEST_ENGINE_RESTART"
-
-
-def engine(command: str) -> None:
-    result = subprocess.run([str(SCRIPT), command], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"docker-engine.sh {command}: {result.stderr}"
-
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.engine_restart]
 
 def run_labelled(url: str, image: str, name: str, labels: dict[str, str]) -> str:
     api = admin_client(url)
@@ -60,18 +43,6 @@ def remove(url: str, *names: str) -> None:
                     api.remove_container(name, force=True, v=True)
         finally:
             api.close()
-
-
-@pytest.fixture
-def own_engine(docker_engine_url: str) -> str:
-    if os.environ.get(OPT_IN, "").strip().lower() not in {"1", "true", "yes"}:
-        pytest.skip(f"restarts the shared test engine: set {OPT_IN}=1 and run it alone, after the other tests")
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-        pytest.skip("restarts the shared test engine: run it serially (-p no:xdist), after the other tests")
-    engine_dir = os.environ.get("OFELIA_TEST_ENGINE_DIR", "").strip() or DEFAULT_ENGINE_DIR
-    if docker_engine_url != f"unix://{engine_dir}/docker.sock":
-        pytest.skip(f"{docker_engine_url} is not the engine scripts/docker-engine.sh manages")
-    return docker_engine_url
 
 
 def test_the_daemon_survives_an_engine_restart(tmp_path: Path, own_engine: str, test_image: str) -> None:
