@@ -3,7 +3,10 @@ through a real ``ofelia daemon --docker`` in its own process: every scheduled ru
 delivered (or recorded with its reason), the daemon's CPU seconds a minute and RSS.
 
     .venv/bin/python bench/bench_labels_soak.py [--containers 20] [--duration 60] [--warmup 5]
-        [--profile daemon.pstats] [--inherit-env] [--keep DIR]
+        [--drivers baseline,pooled] [--profile daemon.pstats] [--inherit-env] [--keep DIR]
+
+Each Docker client driver in ``--drivers`` gets its own daemon over the same containers,
+one after the other, and a last table puts them side by side.
 
 What runs: ``sleep`` containers on the project's engine (scripts/docker-engine.sh;
 OFELIA_TEST_DOCKER_HOST overrides), network none, labelled ``ofelia.enabled=true``,
@@ -121,13 +124,13 @@ def profiled_daemon(out: str, argv: list[str]) -> None:
         stats.dump_stats(out)
 
 
-def daemon_env(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, str]:
+def daemon_env(args: argparse.Namespace, workdir: Path, url: str, driver: str) -> dict[str, str]:
     if args.inherit_env:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OFELIA_", "DOCKER_"))}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
     else:
         env = {k: v for k, v in os.environ.items() if k in MINIMAL_ENV}
-    env.update(DOCKER_HOST=url, OFELIA_STATE_DIR=str(workdir / "state"))
+    env.update(DOCKER_HOST=url, OFELIA_STATE_DIR=str(workdir / "state"), OFELIA_DOCKER_CLIENT=driver)
     return env
 
 
@@ -237,7 +240,7 @@ def history_rows(path: Path, start: float, end: float) -> list[tuple[Any, ...]]:
 
 
 def report(args: argparse.Namespace, window: dict[str, Any], rows: list[tuple[Any, ...]], code: int,
-           env_size: int) -> bool:
+           env_size: int, driver: str) -> tuple[bool, list[Any]]:
     seconds = window["end"] - window["start"]
     expected = args.containers * round(seconds)
     slots = {(row[0], round(row[1], 3)) for row in rows}
@@ -253,7 +256,8 @@ def report(args: argparse.Namespace, window: dict[str, Any], rows: list[tuple[An
 
     environment = "this shell's" if args.inherit_env else "a container-like"
     print(f"Configuration: {args.containers} containers, one label job-exec `@every 1s` each (`echo hi`); "
-          f"`ofelia daemon --docker` as a subprocess with an empty [global] (defaults), baseline drivers, "
+          f"`ofelia daemon --docker` as a subprocess with an empty [global] (defaults), Docker client "
+          f"driver `{driver}` (other drivers baseline), "
           f"{environment} environment ({env_size} variables); "
           f"window {seconds:.1f} s after {args.warmup:g} s warm-up; daemon exit code {code}"
           f"{'; under cProfile' if args.profile else ''}; {psutil.cpu_count()} CPUs.\n")
@@ -283,7 +287,8 @@ def report(args: argparse.Namespace, window: dict[str, Any], rows: list[tuple[An
     print("\nTargets:\n" + "\n".join(f"- {name}: {value} (target {target}): {'met' if ok else 'MISSED'}"
                                      for name, value, ok, target in checks))
     print(f"- the peer, {PEER}")
-    return all(ok for _, _, ok, _ in checks)
+    summary = [driver, f"{delivered:.1f}%", f"{succeeded:.1f}%", lost, window["cpu_per_min"], mib["rss_max"]]
+    return all(ok for _, _, ok, _ in checks), summary
 
 
 def print_profile(path: str, limit: int = 25) -> None:
@@ -308,6 +313,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after the jobs are scheduled")
     parser.add_argument("--profile", metavar="FILE", help="run the daemon under cProfile, stats to FILE")
     parser.add_argument("--keep", metavar="DIR", help="copy the daemon's state and log to DIR")
+    parser.add_argument("--drivers", type=lambda text: text.split(","), default=["baseline", "pooled"],
+                        help="Docker client drivers to soak, one daemon after the other (default baseline,pooled)")
     parser.add_argument("--inherit-env", action="store_true",
                         help="give the daemon this shell's environment instead of a container-like one")
     args = parser.parse_args()
@@ -316,18 +323,45 @@ def main() -> None:
     api = engine_api(url)
     compile_sources()
     made: list[str] = []
+    codes: list[int] = []
+    summaries: list[list[Any]] = []
+    met = True
+    try:
+        print(f"bench: starting {args.containers} labelled containers", file=sys.stderr, flush=True)
+        start_sleepers(api, session, args.containers, job_labels, made)
+        for driver in args.drivers:
+            code, driver_met, summary = soak(args, url, session, driver)
+            codes.append(code)
+            met = met and driver_met
+            summaries.append(summary)
+    finally:
+        left = remove_containers(api, session)
+        api.close()
+        print(f"bench: removed {left} container(s)", file=sys.stderr, flush=True)
+    if len(summaries) > 1:
+        base_cpu = summaries[0][4]
+        print("\nSide by side (the same containers, one daemon after the other):\n")
+        print(markdown_table(
+            ["Docker client driver", "delivered", "success", "lost", "CPU s/min", "CPU / first", "RSS max MiB"],
+            [[d, dl, sc, lost, f"{cpu:.2f}", f"{cpu / base_cpu:.2f}", f"{rss:.1f}"]
+             for d, dl, sc, lost, cpu, rss in summaries]))
+    if any(codes):
+        raise SystemExit(f"bench: a daemon exited with code {codes}")
+    if not met:
+        print("bench: a target was missed", file=sys.stderr, flush=True)
+
+
+def soak(args: argparse.Namespace, url: str, session: str, driver: str) -> tuple[int, bool, list[Any]]:
+    """One daemon with Docker client ``driver`` over the labelled containers: its report."""
     daemon: subprocess.Popen[bytes] | None = None
-    code, met = -1, False
     try:
         with tempfile.TemporaryDirectory(prefix="ofelia-soak-") as tmp:
             workdir = Path(tmp)
-            print(f"bench: starting {args.containers} labelled containers", file=sys.stderr, flush=True)
-            start_sleepers(api, session, args.containers, job_labels, made)
-            env = daemon_env(args, workdir, url)
+            env = daemon_env(args, workdir, url, driver)
             daemon = start_daemon(args, workdir, env, session)
             ready = wait_for_jobs(daemon, workdir / "state", args.containers)
-            print(f"bench: {args.containers} label jobs scheduled {ready:.1f} s after the start; measuring "
-                  f"{args.duration:g} s after {args.warmup:g} s", file=sys.stderr, flush=True)
+            print(f"bench: [{driver}] {args.containers} label jobs scheduled {ready:.1f} s after the start; "
+                  f"measuring {args.duration:g} s after {args.warmup:g} s", file=sys.stderr, flush=True)
             window = measure(args, daemon)
             time.sleep(3)  # runs scheduled near the end finish and are recorded
             code = stop_daemon(daemon)
@@ -336,21 +370,16 @@ def main() -> None:
             if args.keep:
                 import shutil
 
-                shutil.copytree(workdir, args.keep, dirs_exist_ok=True)
-            met = report(args, window, rows, code, len(env))
+                shutil.copytree(workdir, Path(args.keep) / driver, dirs_exist_ok=True)
+            met, summary = report(args, window, rows, code, len(env), driver)
             if args.profile:
                 print_profile(args.profile)
+            print()
+            return code, met, summary
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
             daemon.wait()
-        left = remove_containers(api, session)
-        api.close()
-        print(f"bench: removed {left} container(s)", file=sys.stderr, flush=True)
-    if code != 0:
-        raise SystemExit(f"bench: the daemon exited with code {code}")
-    if not met:
-        print("bench: a target was missed", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

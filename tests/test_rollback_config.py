@@ -38,7 +38,7 @@ max-tokens = 10000
 
 [buffer-pool]
 tiers = 1KiB,256KiB,2.5MiB,5MiB,10MiB
-prewarm = 50
+prewarm = 1
 some-third-party-key = whatever
 
 [metrics]
