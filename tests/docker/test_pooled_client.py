@@ -124,6 +124,21 @@ def test_past_the_limit_callers_wait_then_fail_clearly(
     docker.close()
 
 
+def test_a_silent_stream_gives_its_slot_back_when_its_hold_runs_out(docker_engine_url: str, sleeper: str) -> None:
+    docker = client(docker_engine_url, max_concurrent_requests=1, stream_slot_hold="300ms",
+                    request_queue_timeout="20s")
+    exec_id = docker.exec_create(sleeper, ["sh", "-c", "sleep 2; echo late"])
+    stream = docker.exec_start(exec_id)
+    # Started, silent: the exec holds the only slot until its first bytes or 300 ms.
+    assert docker.stats()["requests"]["streams_holding"] == 1
+    docker.ping()  # waits for the hold to run out, then goes through
+    requests = docker.stats()["requests"]
+    assert (requests["expired_stream_holds"], requests["timeouts"], requests["streams_holding"]) == (1, 0, 0)
+    assert b"".join(chunk for _, chunk in stream) == b"late\n"
+    assert docker.stats()["requests"]["in_flight"] == 0
+    docker.close()
+
+
 def test_request_timeouts_never_cut_a_stream_or_a_long_stop(
     docker_engine_url: str, sleeper: str, containers: Containers
 ) -> None:

@@ -4,6 +4,7 @@ behind a circuit breaker and a limit on requests in flight."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import socket
@@ -77,10 +78,12 @@ class _Lease:
     closed when the stream is closed early or breaks."""
 
     def __init__(self, pool: ConnectionPool, conn: http.client.HTTPConnection,
-                 response: http.client.HTTPResponse) -> None:
+                 response: http.client.HTTPResponse, release_slot: Callable[[], None] = lambda: None) -> None:
         self._pool = pool
         self._conn = conn
         self._response = response
+        #: Gives back the request slot the stream holds until its first bytes (idempotent).
+        self.release_slot = release_slot
         self._lock = threading.Lock()
         self._done = False
 
@@ -92,6 +95,7 @@ class _Lease:
             return True
 
     def finish(self) -> None:
+        self.release_slot()
         if self._take():
             response = self._response
             reusable = response.isclosed() and not response.will_close
@@ -100,6 +104,7 @@ class _Lease:
             self._pool.release(self._conn, reusable=reusable)
 
     def abort(self) -> None:
+        self.release_slot()
         if self._take():
             sock = self._conn.sock
             if sock is not None:
@@ -164,7 +169,8 @@ class PooledDockerClient:
             half_open_max_calls=settings.breaker_half_open_max_calls,
             clock=clock,
         )
-        self._limiter = RequestLimiter(settings.max_concurrent_requests, settings.request_queue_timeout)
+        self._limiter = RequestLimiter(settings.max_concurrent_requests, settings.request_queue_timeout,
+                                       settings.stream_slot_hold)
         self._prefix = "" if settings.api_version == "auto" else f"/v{settings.api_version}"
         self._version_lock = threading.Lock()
 
@@ -259,8 +265,9 @@ class PooledDockerClient:
     ) -> tuple[http.client.HTTPResponse, _Lease]:
         """Open a long-lived response on the stream pool; its body is read by the caller.
 
-        The request holds a slot only until the headers arrive (``limited``), so streams
-        never count as requests in flight.
+        A ``limited`` stream keeps its request slot until its first bytes arrive (or the
+        ``stream-slot-hold`` runs out): only then has the engine done the work the
+        request asked for. After that it never counts as a request in flight.
         """
         url = self._api(path, operation) + _query(params)
         payload = json.dumps(body).encode() if body is not None else None
@@ -271,10 +278,15 @@ class PooledDockerClient:
                 self._limiter.acquire(operation)
             try:
                 conn, response = self._exchange(self._streams, operation, method, url, payload, timeout)
-            finally:
+            except BaseException:
                 if limited:
                     self._limiter.release()
-            lease = _Lease(self._streams, conn, response)
+                raise
+            release_slot: Callable[[], None] = lambda: None  # noqa: E731 - the unlimited case
+            if limited:
+                token = self._limiter.hold()
+                release_slot = functools.partial(self._limiter.release_hold, token)
+            lease = _Lease(self._streams, conn, response, release_slot)
             if response.status >= 400:
                 try:
                     data = response.read()
@@ -300,7 +312,11 @@ class PooledDockerClient:
         items: Callable[[http.client.HTTPResponse], Iterator[Any]],
     ) -> Stream[Any]:
         def body() -> Iterator[Any]:
-            yield from items(response)
+            chunks = items(response)
+            for chunk in chunks:
+                lease.release_slot()  # the first bytes are here: the engine did the work
+                yield chunk
+                yield from chunks
             lease.finish()
 
         return Stream(operation, body(), lease.abort, translate)

@@ -1,15 +1,23 @@
 """At most ``max-concurrent-requests`` requests in flight.
 
 A slot is taken before a request is sent and given back when its answer has
-been read (for a stream: when its headers arrived, so a long-lived stream
-never holds one). A caller that finds none free waits up to
-``request-queue-timeout`` and then fails with :class:`Overloaded`. The slot
-count lives in one semaphore, so checking and taking are one step.
+been read. A stream (exec output, logs, events) keeps its slot after its
+headers only until its first bytes arrive, or ``stream-slot-hold`` seconds at
+most: the engine answers an exec's start before it has spawned the process,
+so the first bytes are what says the work is done, and a job that stays
+silent for hours never holds a slot. A caller that finds no slot free waits
+up to ``request-queue-timeout`` and then fails with :class:`Overloaded`.
+Checking and taking a slot happen under one lock, so there is no
+time-of-check race; slots of streams whose hold ran out are taken back by
+the callers waiting for one (no thread of its own).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -22,53 +30,101 @@ class Overloaded(DockerError):
 
 
 class RequestLimiter:
-    def __init__(self, limit: int, queue_timeout: float) -> None:
+    def __init__(
+        self, limit: int, queue_timeout: float, stream_hold: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
         self.queue_timeout = queue_timeout
-        self._slots = threading.BoundedSemaphore(limit)
-        self._lock = threading.Lock()
+        self.stream_hold = stream_hold
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
         self._in_flight = 0
+        #: Streams still holding their slot: token -> when the hold runs out.
+        self._holds: dict[int, float] = {}
+        self._tokens = itertools.count(1)
         self._peak = 0
         self._waited = 0
         self._timeouts = 0
+        self._expired_holds = 0
         self._queueing = False
 
     def acquire(self, operation: str) -> None:
-        if not self._slots.acquire(blocking=False):
-            with self._lock:
-                self._waited += 1
-                if not self._queueing:
-                    self._queueing = True
-                    logger.info("Docker client: {} requests in flight; further calls wait up to {:g} s",
-                                self.limit, self.queue_timeout)
-            if not self._slots.acquire(timeout=self.queue_timeout):
-                with self._lock:
-                    self._timeouts += 1
+        with self._cond:
+            if self._in_flight >= self.limit:
+                self._wait(operation)
+            self._in_flight += 1
+            if self._in_flight > self._peak:
+                self._peak = self._in_flight
+
+    def _wait(self, operation: str) -> None:
+        """Under the lock, with every slot taken: wait for one or raise ``Overloaded``."""
+        self._waited += 1
+        if not self._queueing:
+            self._queueing = True
+            # Flow control, not a fault: info, never a warning.
+            logger.info("Docker client: {} requests in flight; further calls wait up to {:g} s",
+                        self.limit, self.queue_timeout)
+        deadline = time.monotonic() + self.queue_timeout
+        while True:
+            self._reclaim_expired()
+            if self._in_flight < self.limit:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._timeouts += 1
                 raise Overloaded(
                     f"too many Docker requests in flight: waited {self.queue_timeout:g} s for one of "
                     f"{self.limit} slots ([docker-client] max-concurrent-requests, request-queue-timeout)",
                     operation=operation,
                 )
-        with self._lock:
-            self._in_flight += 1
-            self._peak = max(self._peak, self._in_flight)
+            if self._holds:
+                remaining = min(remaining, max(0.001, min(self._holds.values()) - self._clock()))
+            self._cond.wait(remaining)
+
+    def _reclaim_expired(self) -> None:
+        if not self._holds:
+            return
+        now = self._clock()
+        for token in [t for t, until in self._holds.items() if until <= now]:
+            del self._holds[token]
+            self._in_flight -= 1
+            self._expired_holds += 1
 
     def release(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
-            if self._queueing and self._in_flight < self.limit // 2:
-                self._queueing = False
-                logger.info("Docker client: requests in flight back to {}", self._in_flight)
-        self._slots.release()
+        with self._cond:
+            self._free_one()
+
+    def hold(self) -> int:
+        """Keep the caller's slot for a stream until :meth:`release_hold` or the hold runs out."""
+        with self._cond:
+            token = next(self._tokens)
+            self._holds[token] = self._clock() + self.stream_hold
+            return token
+
+    def release_hold(self, token: int) -> None:
+        """The stream's first bytes arrived (or it ended): its slot is free. Idempotent."""
+        with self._cond:
+            if self._holds.pop(token, None) is not None:
+                self._free_one()
+
+    def _free_one(self) -> None:
+        self._in_flight -= 1
+        if self._queueing and self._in_flight < self.limit // 2:
+            self._queueing = False
+            logger.info("Docker client: requests in flight back to {}", self._in_flight)
+        self._cond.notify()
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
+        with self._cond:
             return {
                 "in_flight": self._in_flight,
+                "streams_holding": len(self._holds),
                 "limit": self.limit,
                 "peak": self._peak,
                 "waited": self._waited,
                 "timeouts": self._timeouts,
+                "expired_stream_holds": self._expired_holds,
             }
 
 

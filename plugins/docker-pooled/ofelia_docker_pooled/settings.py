@@ -69,6 +69,8 @@ class PooledSettings:
     max_concurrent_requests: int = 200
     #: How long a call waits for a request slot or a connection before failing.
     request_queue_timeout: float = 30.0
+    #: How long a new stream keeps its request slot while waiting for its first bytes.
+    stream_slot_hold: float = 2.0
     #: Consecutive engine failures that open the circuit.
     breaker_failure_threshold: int = 10
     #: How long the circuit stays open before it lets trial calls through.
@@ -87,6 +89,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "idle-conn-timeout": ("idle_conn_timeout", "duration"),
     "max-concurrent-requests": ("max_concurrent_requests", "count"),
     "request-queue-timeout": ("request_queue_timeout", "duration"),
+    "stream-slot-hold": ("stream_slot_hold", "duration"),
     "breaker-failure-threshold": ("breaker_failure_threshold", "count"),
     "breaker-open-timeout": ("breaker_open_timeout", "duration"),
     "breaker-half-open-max-calls": ("breaker_half_open_max_calls", "count"),
