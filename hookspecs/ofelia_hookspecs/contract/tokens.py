@@ -135,6 +135,36 @@ class TokenManagerContract:
         assert 0 < len(valid) <= cap
         assert tokens[-1] in valid
 
+    def test_at_the_cap_expired_tokens_go_before_live_ones(self, build_token_manager: Build) -> None:
+        # Which live token a driver evicts is its own choice; an expired one always goes first.
+        clock = FakeClock()
+        manager = build_token_manager({self.cap_setting: 3}, clock=clock)
+        manager.issue("short", 10)
+        live = [manager.issue("alice", 1000), manager.issue("bob", 1000)]
+        clock.advance(11)
+        newest = manager.issue("carol", 1000)
+        assert [manager.validate(token) for token in (*live, newest)] == ["alice", "bob", "carol"]
+        assert self.driver_stats(manager)["active"] == 3
+
+    def test_expired_tokens_are_not_active(self, build_token_manager: Build) -> None:
+        # Before any clean-up ran, and without validating them first.
+        clock = FakeClock()
+        manager = build_token_manager(clock=clock)
+        manager.issue("alice", 10)
+        manager.issue("bob", 20)
+        manager.issue("carol", 1000)
+        clock.advance(15)
+        assert self.driver_stats(manager)["active"] == 2
+        clock.advance(10)
+        assert self.driver_stats(manager)["active"] == 1
+
+    @pytest.mark.parametrize("lifetime", [0, -1, float("nan")], ids=["zero", "negative", "nan"])
+    def test_bad_lifetimes_are_rejected(self, build_token_manager: Build, lifetime: float) -> None:
+        manager = build_token_manager()
+        with pytest.raises(ValueError):
+            manager.issue("alice", lifetime)
+        assert self.driver_stats(manager)["active"] == 0
+
     def test_unknown_settings_are_ignored(self, build_token_manager: Build) -> None:
         # Another driver's keys stay in the section after a rollback.
         manager = build_token_manager({"some-other-drivers-key": "value", "cleanup-interval": "5m"})
@@ -189,6 +219,49 @@ class TokenManagerContract:
         for token in revoked:
             assert manager.validate(token) is None
         assert self.driver_stats(manager)["active"] == len(kept)
+
+    def test_concurrent_use_at_the_cap_while_tokens_expire(self, build_token_manager: Build) -> None:
+        # Issue, validate and revoke from many threads while the clock moves and the cap
+        # evicts: a token never answers with another subject, and the figures add up.
+        clock = FakeClock()
+        cap = 25
+        manager = build_token_manager({self.cap_setting: cap}, clock=clock)
+        threads, per_thread = 8, 200
+        errors: list[BaseException] = []
+        issued: dict[str, str] = {}
+        lock = threading.Lock()
+        start = threading.Barrier(threads)
+
+        def work(worker: int) -> None:
+            try:
+                start.wait()
+                for index in range(per_thread):
+                    subject = f"w{worker}-{index}"
+                    token = manager.issue(subject, 30 + 10 * (index % 5))
+                    with lock:
+                        issued[token] = subject
+                    assert manager.validate(token) in (subject, None)
+                    if index % 4 == 0:
+                        manager.revoke(token)
+                        assert manager.validate(token) is None
+                    if index % 25 == 0:
+                        clock.advance(7)
+                    assert self.driver_stats(manager)["active"] <= cap
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+
+        pool = [threading.Thread(target=work, args=(worker,)) for worker in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        assert not errors, errors[0]
+        assert len(issued) == threads * per_thread
+        valid = {token: subject for token, subject in issued.items() if manager.validate(token) is not None}
+        assert 0 < len(valid) <= cap
+        for token, subject in valid.items():
+            assert manager.validate(token) == subject
+        assert self.driver_stats(manager)["active"] == len(valid)
 
     def test_close_twice(self, build_token_manager: Build) -> None:
         manager = build_token_manager()
