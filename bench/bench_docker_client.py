@@ -50,6 +50,8 @@ from common import engine_api, engine_url, log_to_file, ms, ratio, remove_contai
 from stats import markdown_table, summary_ms
 
 CONTENDERS = ("baseline", "pooled")
+#: The pooled driver with as many control connections as request slots (the seed's 100 is the default).
+TUNED = "pooled:max-conns-per-host=200"
 PROBE_INTERVAL = 0.02
 OVERLOAD_P99_TARGET_MS = 100.0
 
@@ -108,17 +110,21 @@ class Contender:
         from ofelia_core.drivers.instrumentation import instrument
         from ofelia_core.runtime import Runtime, load_and_validate
 
+        # "pooled:max-conns-per-host=200,..." : the driver, then [docker-client] settings.
         self.name = name
-        self.jobs = [f"bench-{name}-{i}" for i in range(len(containers))]
-        config = workdir / f"{name}.ini"
+        driver, _, extra = name.partition(":")
+        settings = "".join(f"{item.replace('=', ' = ', 1)}\n" for item in extra.split(",") if item)
+        tag = uuid.uuid4().hex[:6]
+        self.jobs = [f"bench-{driver}-{tag}-{i}" for i in range(len(containers))]
+        config = workdir / f"{driver}-{tag}.ini"
         config.write_text(
-            f"[global]\n\n[docker-client]\nbase-url = {url}\n\n"
+            f"[global]\n\n[docker-client]\nbase-url = {url}\n{settings}\n"
             + "".join(f'[job-exec "{job}"]\nschedule = @manual\ncontainer = {cid}\ncommand = echo hi\n'
                       "history-limit = 0\n\n" for job, cid in zip(self.jobs, containers, strict=True))
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_")}
-        env["OFELIA_STATE_DIR"] = str(workdir / f"state-{name}")
-        env["OFELIA_DOCKER_CLIENT"] = name
+        env["OFELIA_STATE_DIR"] = str(workdir / f"state-{driver}-{tag}")
+        env["OFELIA_DOCKER_CLIENT"] = driver
         self.runtime = Runtime(load_and_validate(str(config), env), env=env)
         drivers = self.runtime.drivers
         self.raw = drivers.docker_client.__wrapped__  # type: ignore[attr-defined]
@@ -249,7 +255,7 @@ def part_levels(args: argparse.Namespace, contenders: dict[str, Contender], bare
     probe_p50: dict[tuple[int, str], float] = {}
     for turn, level in enumerate(args.levels):
         per_thread = max(2, math.ceil(args.min_runs / level))
-        order = CONTENDERS if turn % 2 == 0 else tuple(reversed(CONTENDERS))
+        order = tuple(contenders) if turn % 2 == 0 else tuple(reversed(tuple(contenders)))
         for name in order:
             contender = contenders[name]
             contender.reset()
@@ -276,20 +282,22 @@ def part_levels(args: argparse.Namespace, contenders: dict[str, Contender], bare
                 print(f"    errors: {collections.Counter(errors).most_common(3)}", flush=True)
     # The pooled row of a level where it went first has no ratio yet: fill it in.
     for row in rows:
-        if row[1] == "pooled" and row[-1] == "":
+        if row[1] == "pooled" and row[-1] == "" and (row[0], "baseline") in probe_p50:
             row[-1] = ratio(probe_p50[(row[0], "pooled")], probe_p50[(row[0], "baseline")])
     return rows
 
 
 def part_overload(args: argparse.Namespace, contenders: dict[str, Contender], bare: BareHttp,
                   target: str) -> tuple[list[list[Any]], dict[str, collections.Counter[str]]]:
+    """Each of ``contenders`` in turn takes ``--overload`` runs fired at once."""
     rows, errors_by = [], {}
     warnings = PoolWarnings()
     logging.getLogger("urllib3").addHandler(warnings)
-    for name in CONTENDERS:
+    for name in contenders:
         contender = contenders[name]
         before = contender.recorded()
         warnings.count = 0
+        contender.reset()
         with Prober(lambda c=contender: c.client.container_inspect(target)) as probe, \
                 Prober(lambda: bare.inspect(target)) as floor:
             results, wall = fire(contender, args.overload, 1)
@@ -297,7 +305,10 @@ def part_overload(args: argparse.Namespace, contenders: dict[str, Contender], ba
         errors_by[name] = errors
         ok = len(results) - sum(errors.values())
         recorded = contender.recorded() - before
+        samples = contender.recorder.samples
         rows.append([name, f"{ok}/{len(results)}", sum(errors.values()), warnings.count, f"{wall:.1f}",
+                     p(samples["exec_create"], "median"), p(samples["exec_create"], "p99"),
+                     p(samples["exec_inspect"], "median"), p(samples["exec_inspect"], "p99"),
                      probe.errors, p(probe.samples, "median"), p(probe.samples, "p99"),
                      p(floor.samples, "p99"), f"{recorded}/{len(results)}"])
         print(f"  overload {name}: {ok}/{len(results)} ok in {wall:.1f} s, {warnings.count} pool warnings",
@@ -310,9 +321,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50, 100, 200])
     parser.add_argument("--overload", type=int, default=1000, help="runs fired at once (0: skip)")
+    parser.add_argument("--overload-contenders", type=lambda s: s.split(";"), default=[*CONTENDERS, TUNED],
+                        help="drivers (with settings) in the overload part, ';'-separated")
     parser.add_argument("--min-runs", type=int, default=60, help="runs per contender per level, at least")
     parser.add_argument("--idle-samples", type=int, default=3000)
     parser.add_argument("--containers", type=int, default=8)
+    parser.add_argument("--contenders", type=lambda s: s.split(","), default=list(CONTENDERS),
+                        help="drivers to compare (default baseline,pooled)")
     args = parser.parse_args()
 
     url = engine_url()
@@ -326,7 +341,7 @@ def main() -> None:
         # container's lock that the runs hold.
         *containers, target = start_sleepers(api, session, args.containers + 1)
         bare = BareHttp(url.removeprefix("unix://"))
-        for name in CONTENDERS:
+        for name in args.contenders:
             contenders[name] = Contender(name, url, containers, workdir)
         for contender in contenders.values():  # warm-up: connections, API version, first runs
             fire(contender, 4, 3)
@@ -339,7 +354,12 @@ def main() -> None:
         overload_errors: dict[str, collections.Counter[str]] = {}
         if args.overload:
             print("3. overload", flush=True)
-            overload, overload_errors = part_overload(args, contenders, bare, target)
+            for name in args.overload_contenders:
+                if name not in contenders:
+                    contenders[name] = Contender(name, url, containers, workdir)
+                    fire(contenders[name], 4, 3)
+            overload, overload_errors = part_overload(
+                args, {name: contenders[name] for name in args.overload_contenders}, bare, target)
         stats = {name: c.raw.stats() for name, c in contenders.items()}
     finally:
         for contender in contenders.values():
@@ -367,19 +387,20 @@ def main() -> None:
         print(f"3. Overload: {args.overload} job-exec runs fired at once")
         print()
         print(markdown_table(
-            ["driver", "ok runs", "failed", "pool-full warnings", "wall s", "probe errors", "probe p50 ms",
-             "probe p99 ms", "bare probe p99 ms", "runs in history"],
+            ["driver", "ok runs", "failed", "pool-full warnings", "wall s", "exec_create p50 ms", "p99",
+             "exec_inspect p50 ms", "p99", "probe errors", "probe p50 ms", "probe p99 ms", "bare probe p99 ms",
+             "runs in history"],
             overload,
         ))
         for name, errors in overload_errors.items():
             for text, count in errors.most_common(3):
                 print(f"- {name}: {count} x {text[:160]}")
     print()
-    for name in CONTENDERS:
+    for name in contenders:
         driver = stats[name]
-        if name == "pooled":
+        if name.startswith("pooled"):
             pools = driver["pools"]
-            print(f"pooled stats: breaker {driver['breaker']['state']}, requests peak {driver['requests']['peak']}"
+            print(f"{name} stats: breaker {driver['breaker']['state']}, requests peak {driver['requests']['peak']}"
                   f" waited {driver['requests']['waited']} timeouts {driver['requests']['timeouts']}; control pool"
                   f" created {pools['control']['created']} peak {pools['control']['peak_in_use']} waits"
                   f" {pools['control']['waits']}; stream pool created {pools['stream']['created']}"

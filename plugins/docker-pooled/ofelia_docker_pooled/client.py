@@ -20,7 +20,7 @@ from ofelia_hookspecs.types import ContainerSpec, ServiceSpec, StreamChunk
 
 from . import bodies
 from .breaker import CircuitBreaker
-from .limiter import Overloaded, RequestLimiter
+from .limiter import STARTS_WORK, Overloaded, RequestLimiter
 from .settings import PooledSettings
 from .transport import ConnectionPool, IdleBudget, PoolTimeout, connection_factory
 
@@ -195,7 +195,7 @@ class PooledDockerClient:
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """Send one request and read its status line and headers; the connection stays checked out."""
         try:
-            conn, reused = pool.acquire(self._settings.request_queue_timeout)
+            conn, reused = pool.acquire(self._settings.request_queue_timeout, starts_work=operation in STARTS_WORK)
         except PoolTimeout as exc:
             raise Overloaded(f"{exc} ([docker-client] max-conns-per-host)", operation=operation) from None
         headers = _JSON if body is not None else {}

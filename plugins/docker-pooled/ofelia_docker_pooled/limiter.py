@@ -10,6 +10,12 @@ up to ``request-queue-timeout`` and then fails with :class:`Overloaded`.
 Checking and taking a slot happen under one lock, so there is no
 time-of-check race; slots of streams whose hold ran out are taken back by
 the callers waiting for one (no thread of its own).
+
+Calls that start new work in the engine (:data:`STARTS_WORK`) may take at
+most nine tenths of the slots, and when callers wait, those that look at or
+finish work (inspect, list, ping, kill, remove, ...) get the next free slot
+first: under overload the runs in progress finish and control calls are
+answered, while new work queues.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from typing import Any
 
 from loguru import logger
 from ofelia_hookspecs.errors import DockerError
+
+#: Operations that make the engine start something new; they yield to every other call.
+STARTS_WORK = frozenset(
+    {"exec_create", "exec_start", "container_create", "container_start", "image_pull", "service_create"}
+)
 
 
 class Overloaded(DockerError):
@@ -38,7 +49,14 @@ class RequestLimiter:
         self.queue_timeout = queue_timeout
         self.stream_hold = stream_hold
         self._clock = clock
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        #: Waiters that finish or look at work, and waiters that start new work: one lock.
+        self._first = threading.Condition(lock)
+        self._second = threading.Condition(lock)
+        self._cond = self._first
+        self._waiting_first = 0
+        # A tenth of the slots stays for calls that do not start work (at least one).
+        self._starts_limit = max(1, limit - max(1, limit // 10))
         self._in_flight = 0
         #: Streams still holding their slot: token -> when the hold runs out.
         self._holds: dict[int, float] = {}
@@ -50,25 +68,39 @@ class RequestLimiter:
         self._queueing = False
 
     def acquire(self, operation: str) -> None:
+        starts_work = operation in STARTS_WORK
         with self._cond:
-            if self._in_flight >= self.limit:
-                self._wait(operation)
+            if self._in_flight >= (self._starts_limit if starts_work else self.limit) or (
+                starts_work and self._waiting_first
+            ):
+                self._wait(operation, starts_work)
             self._in_flight += 1
             if self._in_flight > self._peak:
                 self._peak = self._in_flight
 
-    def _wait(self, operation: str) -> None:
+    def _wait(self, operation: str, starts_work: bool) -> None:
         """Under the lock, with every slot taken: wait for one or raise ``Overloaded``."""
         self._waited += 1
+        if not starts_work:
+            self._waiting_first += 1
+        try:
+            self._wait_turn(operation, starts_work)
+        finally:
+            if not starts_work:
+                self._waiting_first -= 1
+
+    def _wait_turn(self, operation: str, starts_work: bool) -> None:
         if not self._queueing:
             self._queueing = True
             # Flow control, not a fault: info, never a warning.
             logger.info("Docker client: {} requests in flight; further calls wait up to {:g} s",
                         self.limit, self.queue_timeout)
         deadline = time.monotonic() + self.queue_timeout
+        condition = self._second if starts_work else self._first
         while True:
             self._reclaim_expired()
-            if self._in_flight < self.limit:
+            cap = self._starts_limit if starts_work else self.limit
+            if self._in_flight < cap and not (starts_work and self._waiting_first):
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -80,7 +112,7 @@ class RequestLimiter:
                 )
             if self._holds:
                 remaining = min(remaining, max(0.001, min(self._holds.values()) - self._clock()))
-            self._cond.wait(remaining)
+            condition.wait(remaining)
 
     def _reclaim_expired(self) -> None:
         if not self._holds:
@@ -113,7 +145,10 @@ class RequestLimiter:
         if self._queueing and self._in_flight < self.limit // 2:
             self._queueing = False
             logger.info("Docker client: requests in flight back to {}", self._in_flight)
-        self._cond.notify()
+        if self._waiting_first:
+            self._first.notify()
+        else:
+            self._second.notify()
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

@@ -68,7 +68,7 @@ class PooledSettings:
     #: Requests in flight at once (control calls and stream openings, not stream bodies).
     max_concurrent_requests: int = 200
     #: How long a call waits for a request slot or a connection before failing.
-    request_queue_timeout: float = 30.0
+    request_queue_timeout: float = 60.0
     #: How long a new stream keeps its request slot while waiting for its first bytes.
     stream_slot_hold: float = 2.0
     #: Consecutive engine failures that open the circuit.

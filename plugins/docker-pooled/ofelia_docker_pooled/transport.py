@@ -122,56 +122,90 @@ class ConnectionPool:
         # (connection, when it was returned); the right end is the freshest.
         self._idle: deque[tuple[http.client.HTTPConnection, float]] = deque()
         self._in_use = 0
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        # Callers that start new work wait on their own condition, woken only when no
+        # other caller waits: the same precedence as the request limiter.
+        self._cond_starts = threading.Condition(lock)
+        self._waiting_first = 0
+        # Calls that start work (exec_create, container_create, ...) may hold at most half
+        # the connections: under overload the engine answers those slowly, and the other
+        # half keeps inspects, kills and the runs' own exec_inspect from waiting behind them.
+        self._starts_max = None if max_open is None else max(1, max_open // 2)
         self.counters = PoolCounters()
         self._saturated = False
 
-    def acquire(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection and whether it was used before; ``PoolTimeout`` after ``timeout`` s."""
+    def acquire(self, timeout: float, *, starts_work: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection and whether it was used before; ``PoolTimeout`` after ``timeout`` s.
+        A caller that ``starts_work`` yields to every other waiting caller."""
+        conn, reused, stale = self._checkout(timeout, starts_work)
+        for old in stale:
+            old.close()
+        # Checked outside the lock: poll() releases the GIL, and a lock held across it
+        # would make every other caller queue behind this one.
+        if reused and _dropped(conn):
+            # The engine closed it while idle (restart, its own keep-alive limit): the
+            # slot is ours, so a fresh connection takes it.
+            conn.close()
+            with self._cond:
+                self.counters.closed_stale += 1
+                self.counters.reused -= 1
+                self.counters.created += 1
+            return self._factory(), False
+        return conn, reused
+
+    def _checkout(
+        self, timeout: float, starts_work: bool
+    ) -> tuple[http.client.HTTPConnection, bool, list[http.client.HTTPConnection]]:
         deadline: float | None = None
         stale: list[http.client.HTTPConnection] = []
-        try:
-            with self._cond:
+        waiting = False
+        with self._cond:
+            try:
                 while True:
-                    conn = self._take_idle(stale)
-                    if conn is not None:
-                        self._in_use += 1
-                        self.counters.reused += 1
-                        self._note_in_use()
-                        return conn, True
-                    if self._max_open is None or self._in_use < self._max_open:
-                        self._in_use += 1
-                        self.counters.created += 1
-                        self._note_in_use()
-                        return self._factory(), False
+                    # A caller that starts work never takes a connection another caller waits for.
+                    if not (starts_work and self._waiting_first):
+                        conn = self._take_idle(stale)
+                        if conn is not None:
+                            self._in_use += 1
+                            self.counters.reused += 1
+                            self._note_in_use()
+                            return conn, True, stale
+                        cap = self._starts_max if starts_work else self._max_open
+                        if cap is None or self._in_use < cap:
+                            self._in_use += 1
+                            self.counters.created += 1
+                            self._note_in_use()
+                            return self._factory(), False, stale
                     # Full: wait for a connection to come back.
                     if deadline is None:
                         deadline = time.monotonic() + timeout
                         self.counters.waits += 1
                         self._log_saturation(True)
+                        if not starts_work:
+                            waiting = True
+                            self._waiting_first += 1
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         self.counters.wait_timeouts += 1
+                        for old in stale:
+                            old.close()
                         raise PoolTimeout(
                             f"all {self._max_open} {self.name} connections stayed busy for {timeout:g} s"
                         )
-                    self._cond.wait(remaining)
-        finally:
-            for conn in stale:
-                conn.close()
+                    (self._cond_starts if starts_work else self._cond).wait(remaining)
+            finally:
+                if waiting:
+                    self._waiting_first -= 1
 
     def _take_idle(self, stale: list[http.client.HTTPConnection]) -> http.client.HTTPConnection | None:
+        """The freshest idle connection; those idle too long go to ``stale`` (closed by the caller)."""
         now = self._clock()
         while self._idle:
             conn, since = self._idle.pop()
             self._budget.give_back()
             if now - since >= self._idle_timeout:
                 self.counters.closed_idle += 1
-                stale.append(conn)
-                continue
-            if _dropped(conn):
-                # The engine closed it while idle (restart, its own keep-alive limit).
-                self.counters.closed_stale += 1
                 stale.append(conn)
                 continue
             return conn
@@ -196,7 +230,10 @@ class ConnectionPool:
             # Hysteresis: "free again" once half the connections are, so the log does not flap.
             if self._saturated and self._max_open is not None and self._in_use <= self._max_open // 2:
                 self._log_saturation(False)
-            self._cond.notify()
+            if self._waiting_first:
+                self._cond.notify()
+            else:
+                self._cond_starts.notify()
         for item in close:
             item.close()
 
