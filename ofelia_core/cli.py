@@ -247,8 +247,19 @@ def schedule(config_path: str | None, count: int, start: str | None, jobs: Seque
               envvar="OFELIA_DOCKER_FILTER", show_envvar=True,
               help="Read only containers that match (repeatable; replaces [global] docker-filter): "
               "KEY=VALUE is a label; label=..., name=... and other engine filters pass as they are.")
+@click.option("--enable-web", "enable_web", is_flag=True, envvar="OFELIA_ENABLE_WEB", show_envvar=True,
+              help="Serve the web UI and API (as [global] enable-web = true); see docs/web.md.")
+@click.option("--web-address", "web_address", metavar="HOST:PORT", envvar="OFELIA_WEB_ADDRESS", show_envvar=True,
+              help="Where the web server listens (replaces [global] web-address). Default 127.0.0.1:8081; "
+              ":8081 means every address.")
 def daemon(
-    config_path: str | None, drivers: Sequence[str], strict: bool, docker: bool, docker_filters: Sequence[str]
+    config_path: str | None,
+    drivers: Sequence[str],
+    strict: bool,
+    docker: bool,
+    docker_filters: Sequence[str],
+    enable_web: bool,
+    web_address: str | None,
 ) -> None:
     """Run the scheduler: jobs fire on their schedules until SIGTERM or SIGINT.
 
@@ -258,7 +269,8 @@ def daemon(
     validation is not applied. Run history goes to an SQLite file in the state
     directory (state-dir; OFELIA_STATE_DIR). With --docker, jobs also come from
     container labels, followed live; a job in a file wins over a label job of the
-    same name.
+    same name. With --enable-web, the web UI and API are served (loopback only
+    unless --web-address says otherwise).
     """
     from .daemon import Daemon
 
@@ -270,6 +282,8 @@ def daemon(
             cli_drivers=_parse_driver_options(drivers),
             docker=docker,
             docker_filters=docker_filters,
+            enable_web=enable_web,
+            web_address=web_address,
         ).run()
     except OfeliaError as exc:
         _fail(str(exc))
@@ -368,6 +382,29 @@ def history(config_path: str | None, limit: int, show_output: bool, as_json: boo
                 if data:
                     click.echo(f"  --- {name} ---")
                     click.echo("  " + data.decode(errors="replace").rstrip("\n").replace("\n", "\n  "))
+
+
+@cli.command(name="hash-password")
+@click.option("--stdin", "from_stdin", is_flag=True, envvar="OFELIA_HASH_PASSWORD_STDIN", show_envvar=True,
+              help="Read the password from the first line of standard input instead of prompting.")
+@click.option("--cost", default=12, show_default=True, type=click.IntRange(4, 31),
+              envvar="OFELIA_HASH_PASSWORD_COST", show_envvar=True, help="bcrypt cost (work factor).")
+def hash_password_command(from_stdin: bool, cost: int) -> None:
+    """Print a bcrypt hash for web-password-hash (a $2a$ hash, as Ofelia's own).
+
+    Prompts twice without echoing the password, or reads one line from standard
+    input with --stdin. The password itself is never printed.
+    """
+    from .web.password import hash_password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password", err=True)
+    try:
+        click.echo(hash_password(password, cost))
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .labels.source import LabelSettings
     from .labels.watch import LabelWatcher
     from .plugins import OfeliaHooks
+    from .web.server import WebServers
 
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 
@@ -68,6 +69,8 @@ class Daemon:
         clock: Clock | None = None,
         docker: bool = False,
         docker_filters: Sequence[str] = (),
+        enable_web: bool = False,
+        web_address: str | None = None,
     ) -> None:
         self.config_path = config_path
         self.env = dict(os.environ if env is None else env)
@@ -97,6 +100,12 @@ class Daemon:
         # Held while the jobs are replaced: a file reload (main thread) and a label change
         # (watcher thread) must not interleave.
         self._jobs_lock = threading.RLock()
+        #: ``--enable-web`` and ``--web-address``; ``[global]`` web keys apply when these are not given.
+        self.enable_web = enable_web
+        self.web_address = web_address
+        self.web: WebServers | None = None
+        #: Jobs disabled from the web API: not scheduled until enabled; kept across reloads, not restarts.
+        self.disabled: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -110,6 +119,8 @@ class Daemon:
         try:
             self._start_with(runtime, loaded)
         except BaseException:
+            if self.web is not None:
+                self.web.stop()
             if self.label_watcher is not None:
                 self.label_watcher.stop()
             runtime.close()
@@ -142,6 +153,9 @@ class Daemon:
         self.scheduler.set_jobs(self.jobs)
         self._watched = self._config_files_state()
         self.write_state_files()
+        from .web import start_web  # FastAPI and uvicorn load only when a web key asks for a server
+
+        self.web = start_web(self)  # binds first: a bad web-address fails start-up before anything runs
         self.scheduler.start()
         if self.label_watcher is not None:
             self.label_watcher.start()
@@ -181,6 +195,8 @@ class Daemon:
         """Stop firing, let running jobs finish (up to shutdown-timeout), cancel the rest."""
         assert self.runtime and self.scheduler and self.dispatcher
         timeout = _global(self.runtime.global_values, "shutdown-timeout", DEFAULT_SHUTDOWN_TIMEOUT, to_duration)
+        if self.web is not None:
+            self.web.stop()
         running = len(self.dispatcher.running())
         logger.info(f"shutting down: stopped scheduling; waiting up to {timeout:g}s for {running} running job(s)")
         if self.label_watcher is not None:
@@ -223,6 +239,32 @@ class Daemon:
         if job is None:
             raise OfeliaError(f"no job named '{name}'; jobs: {', '.join(sorted(self.jobs))}")
         return self.dispatcher.submit(job, Trigger.MANUAL, self.clock.time())
+
+    def set_job_enabled(self, name: str, enabled: bool) -> bool:
+        """Enable or disable a job by name; returns whether that changed anything.
+
+        A disabled job stays out of the scheduler (it can still be run by name)
+        until enabled again; re-enabled, its next run is computed from now. The
+        choice lives in memory: a reload keeps it, a restart forgets it.
+        """
+        assert self.scheduler is not None
+        with self._jobs_lock:
+            if name not in self.jobs:
+                raise OfeliaError(f"no job named '{name}'; jobs: {', '.join(sorted(self.jobs))}")
+            if enabled == (name not in self.disabled):
+                return False
+            if enabled:
+                self.disabled.discard(name)
+            else:
+                self.disabled.add(name)
+            self.scheduler.set_jobs(self._enabled_jobs())
+        logger.info(f"job '{name}' {'enabled' if enabled else 'disabled'} (until the daemon restarts)")
+        return True
+
+    def _enabled_jobs(self) -> dict[str, Job]:
+        if not self.disabled:
+            return self.jobs
+        return {name: job for name, job in self.jobs.items() if name not in self.disabled}
 
     # --- reload ------------------------------------------------------------------------
 
@@ -286,7 +328,8 @@ class Daemon:
         self.jobs = jobs
         self._label_state = merged.label_state
         self.runtime.apply(merged.loaded, jobs)
-        self.scheduler.set_jobs(jobs)
+        self.disabled &= set(jobs)
+        self.scheduler.set_jobs(self._enabled_jobs())
         self.write_state_files()
         logger.info(
             f"{what}: {len(jobs)} jobs (added: {', '.join(added) or 'none'}; "

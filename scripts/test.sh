@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 
 scripts/setup.sh
+scripts/install-browser.sh
 echo "test: starting the test Docker engine"
 scripts/docker-engine.sh start
 eval "$(scripts/docker-engine.sh env)"

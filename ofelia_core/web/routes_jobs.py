@@ -1,0 +1,169 @@
+"""``/api/jobs``: the job table, a job's history, run now, enable and disable."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from loguru import logger
+from pydantic import BaseModel
+
+from ..errors import OfeliaError
+from ..runs import Run
+from .context import Ctx
+
+router = APIRouter(tags=["jobs"])
+
+#: Output kept per stream in a history answer by default (the newest bytes); ``output_limit`` changes it.
+DEFAULT_OUTPUT_LIMIT = 64 * 1024
+MAX_OUTPUT_LIMIT = 10 * 1024 * 1024
+
+
+class LastRun(BaseModel):
+    id: str
+    state: str
+    trigger: str
+    scheduled_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    duration: float | None
+    exit_code: int | None
+    error: str | None
+
+
+class JobOut(BaseModel):
+    name: str
+    type: str
+    schedule: str
+    command: str | None
+    #: Epoch seconds of the next scheduled run; null when disabled or never scheduled (``@manual``).
+    next_run: float | None
+    last_run: LastRun | None
+    enabled: bool
+    running: bool
+
+
+class RunOut(LastRun):
+    job: str
+    stdout: str
+    stderr: str
+    #: True when older output was dropped (by the 10 MiB capture cap, or by ``output_limit`` here).
+    stdout_truncated: bool
+    stderr_truncated: bool
+
+
+class HistoryOut(BaseModel):
+    job: str
+    runs: list[RunOut]
+
+
+class JobName(BaseModel):
+    name: str
+
+
+class RunStarted(BaseModel):
+    id: str
+    job: str
+    #: ``running`` once admitted (it may wait in the queue); ``skipped``/``cancelled`` when refused.
+    state: str
+    error: str | None
+
+
+class JobToggled(BaseModel):
+    name: str
+    enabled: bool
+    #: False when the job already was in that state.
+    changed: bool
+
+
+@router.get("/api/jobs")
+def list_jobs(ctx: Ctx) -> list[JobOut]:
+    """Every scheduled job with its next run, its last run and whether it is enabled and running."""
+    daemon, history = ctx.daemon, ctx.runtime.history
+    jobs = dict(daemon.jobs)
+    fires = daemon.scheduler.next_fires() if daemon.scheduler is not None else {}
+    running = {run.job_name for run in daemon.dispatcher.running()} if daemon.dispatcher is not None else set()
+    out: list[JobOut] = []
+    for name in sorted(jobs):
+        job = jobs[name]
+        last = history.recent(name, 1)
+        command = job.get("command")
+        out.append(JobOut(
+            name=name, type=job.type, schedule=str(job.get("schedule", "")),
+            command=None if command is None else str(command),
+            next_run=fires.get(name), last_run=_last(last[0]) if last else None,
+            enabled=name not in daemon.disabled, running=name in running,
+        ))
+    return out
+
+
+@router.get("/api/jobs/{name}/history", responses={404: {"description": "no such job and no history"}})
+def job_history(
+    name: str,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Runs to return, newest first.")] = 20,
+    output_limit: Annotated[
+        int, Query(ge=0, le=MAX_OUTPUT_LIMIT, description="Bytes of stdout and of stderr kept per run (the newest).")
+    ] = DEFAULT_OUTPUT_LIMIT,
+) -> HistoryOut:
+    """A job's recent runs with their output (also for a job removed since, while its history lasts)."""
+    runs = ctx.runtime.history.recent(name, limit, with_output=True)
+    if not runs and name not in ctx.daemon.jobs:
+        raise HTTPException(404, f"no job named {name!r}")
+    return HistoryOut(job=name, runs=[_with_output(run, output_limit) for run in runs])
+
+
+@router.post("/api/jobs/run", responses={404: {"description": "no such job"}})
+def run_job(body: JobName, ctx: Ctx) -> RunStarted:
+    """Run a job now, through the same admission rules as a scheduled run (a disabled job too)."""
+    _known(ctx, body.name)
+    try:
+        run = ctx.daemon.run_now(body.name)
+    except OfeliaError as exc:
+        raise HTTPException(404, str(exc)) from None
+    logger.info(f"web: run of {body.name!r} requested ({run.id})")
+    return RunStarted(id=run.id, job=run.job_name, state=str(run.state), error=run.error)
+
+
+@router.post("/api/jobs/enable", responses={404: {"description": "no such job"}})
+def enable_job(body: JobName, ctx: Ctx) -> JobToggled:
+    """Schedule the job again (its next run is computed from now)."""
+    return _toggle(ctx, body.name, True)
+
+
+@router.post("/api/jobs/disable", responses={404: {"description": "no such job"}})
+def disable_job(body: JobName, ctx: Ctx) -> JobToggled:
+    """Stop scheduling the job until it is enabled or the daemon restarts (a reload keeps it disabled)."""
+    return _toggle(ctx, body.name, False)
+
+
+def _toggle(ctx: Ctx, name: str, enabled: bool) -> JobToggled:
+    _known(ctx, name)
+    try:
+        changed = ctx.daemon.set_job_enabled(name, enabled)
+    except OfeliaError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return JobToggled(name=name, enabled=enabled, changed=changed)
+
+
+def _known(ctx: Ctx, name: str) -> None:
+    if name not in ctx.daemon.jobs:
+        raise HTTPException(404, f"no job named {name!r}")
+
+
+def _last(run: Run) -> LastRun:
+    return LastRun(
+        id=run.id, state=str(run.state), trigger=str(run.trigger), scheduled_at=run.scheduled_at,
+        started_at=run.started_at, ended_at=run.ended_at, duration=run.duration, exit_code=run.exit_code,
+        error=run.error,
+    )
+
+
+def _with_output(run: Run, limit: int) -> RunOut:
+    stdout, stderr = run.stdout[-limit:] if limit else b"", run.stderr[-limit:] if limit else b""
+    return RunOut(
+        **_last(run).model_dump(), job=run.job_name,
+        stdout=stdout.decode(errors="replace"), stderr=stderr.decode(errors="replace"),
+        stdout_truncated=run.stdout_truncated or len(stdout) < len(run.stdout),
+        stderr_truncated=run.stderr_truncated or len(stderr) < len(run.stderr),
+    )
