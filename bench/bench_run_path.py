@@ -112,7 +112,9 @@ def run_ofelia(args: argparse.Namespace, workdir: Path, stages: Stages, samples:
     daemon, thread = start_daemon(workdir, args.jobs, "@every 1s", lambda job, run, context: 0)
     try:
         executor, history = daemon.runtime.executor, daemon.runtime.history
-        # The scheduler hands every fire of a pass over in one call (Dispatcher.enqueue_many).
+        # The scheduler prepares a pass ahead of its instant (Dispatcher.prepare_many) and hands
+        # every fire of it over in one call at the instant (Dispatcher.enqueue_many).
+        stages.wrap(daemon.scheduler, "_prepare_many", "scheduler thread: prepare")
         stages.wrap(daemon.scheduler, "_on_due_many", "scheduler thread: hand-off")
         stages.wrap(executor, "execute", "run: all")
         stages.wrap(history, "record_start", "history.record_start")

@@ -5,10 +5,12 @@ the same second, each running a no-op. Lateness and CPU seconds a minute.
 
 What runs, per contender, each in its own process, one after the other:
 
-- ofelia: the Scheduler thread -> ``Dispatcher.enqueue_many`` (admission of every fire due in
-  the pass under one lock; the worker builds the run record,
-  queue) -> a worker thread calling the no-op job type's runner. No history,
-  hooks, buffers or log lines: bench_run_path.py measures those.
+- ofelia: the Scheduler thread, wired as the daemon wires it: 50 ms before the
+  instant it prepares the pass (next instants; ``Dispatcher.prepare_many``
+  builds the run records and queue items), at the instant it hands the batch to
+  ``Dispatcher.enqueue_many`` (admission of every fire under one lock) -> worker
+  threads, woken one by the other, calling the no-op job type's runner. No
+  history, hooks, buffers or log lines: bench_run_path.py measures those.
 - APScheduler: the BackgroundScheduler thread -> its ThreadPoolExecutor ->
   ``run_job`` -> the no-op function (misfire grace 60 s like ofelia's, coalesce).
 
@@ -75,7 +77,7 @@ def run_ofelia(args: argparse.Namespace, samples: Samples) -> dict[str, Any]:
     executor = BareExecutor()
     dispatcher = Dispatcher(executor, max_concurrent=args.pool)  # type: ignore[arg-type]
     scheduler = Scheduler(lambda job, at, trigger: dispatcher.enqueue(job, trigger, at), dispatcher.record_missed,
-                          on_due_many=dispatcher.enqueue_many)
+                          on_due_many=dispatcher.enqueue_many, prepare_many=dispatcher.prepare_many)
     scheduler.set_jobs(noop_jobs(runner, args.jobs, "@every 1s"))
     scheduler.start()
     try:

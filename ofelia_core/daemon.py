@@ -147,7 +147,8 @@ class Daemon:
             queue_size=_global(values, "queue-size", 1000, to_int),
         )
         self.scheduler = Scheduler(
-            self._on_due, self.dispatcher.record_missed, clock=self.clock, on_due_many=self.dispatcher.enqueue_many
+            self._on_due, self.dispatcher.record_missed, clock=self.clock,
+            on_due_many=self.dispatcher.enqueue_many, prepare_many=self.dispatcher.prepare_many,
         )
         self.jobs = jobs
         self.scheduler.set_jobs(self.jobs)

@@ -38,12 +38,16 @@ _ids = random.Random(os.urandom(32))
 
 def new_run_id() -> str:
     """A random 12-hex-digit id, as Ofelia gives each run."""
-    return f"{_ids.getrandbits(48):012x}"
+    return _ids.getrandbits(48).to_bytes(6, "big").hex()
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
-    """A run record. Times are epoch seconds (wall clock)."""
+    """A run record. Times are epoch seconds (wall clock).
+
+    Scheduled runs' records are built ahead of their instant, while the scheduler
+    prepares the pass (see ofelia_core/execution/dispatcher.py).
+    """
 
     job_name: str
     job_type: str

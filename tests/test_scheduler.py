@@ -101,10 +101,13 @@ def scheduler(clock: ManualClock, recorder: Recorder, *jobs: Job, **kwargs: Any)
     return sched
 
 
-def run_until(sched: Scheduler, clock: ManualClock, end: float) -> None:
-    """Play the loop: step, sleep what it asks for (jumping the clock), until ``end``."""
+def run_until(sched: Scheduler, clock: ManualClock, end: float, *, ahead: bool = True) -> None:
+    """Play the thread's loop until ``end``: step, prepare the next instant when it is near
+    (``ahead``; without it, every pass is an ordinary one), sleep what it asks for."""
     while True:
         sleep = sched.step()
+        if ahead:
+            sleep = sched.prepare(sleep)
         if clock.wall >= end:
             return
         target = end if sleep is None else min(end, clock.wall + sleep)
@@ -486,7 +489,8 @@ def test_thread_sleeps_wakes_on_reload_and_stops() -> None:
     try:
         wait_for(lambda: bool(clock.waits) and clock.waits[-1] == 60.0)
         sched.set_jobs({"a": make_job("a", "@every 1h"), "b": make_job("b", "@every 5s")})
-        wait_for(lambda: clock.waits[-1] == 5.0)  # woken by the reload, now sleeping until b is due
+        # Woken by the reload, now sleeping until b is due (less the time its batch is prepared ahead).
+        wait_for(lambda: clock.waits[-1] == pytest.approx(5.0 - core.PREPARE_AHEAD))
         clock.advance(5)
         wait_for(lambda: rec.times("b") == [T0 + 5])
     finally:
@@ -543,3 +547,188 @@ def test_on_due_many_receives_every_fire_of_a_pass_in_one_call() -> None:
     assert sorted(job.name for job, _, _ in batches[0]) == sorted([f"j{i}" for i in range(50)] + ["late"])
     assert {at for _, at, _ in batches[0]} == {batches[0][0][1]}
     assert rec.due == []  # on_due is not used when on_due_many is given
+
+
+# --- preparing a pass ahead of its instant ---------------------------------------------------
+
+
+class Handoffs:
+    """on_due_many and prepare_many that record what they get, and when."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.prepared: list[tuple[float, list[tuple[Job, float, str]]]] = []
+        self.batches: list[tuple[float, list[tuple[Job, float, str]]]] = []
+
+    def prepare_many(self, fires: list[tuple[Job, float, str]]) -> list[tuple[Job, float, str]]:
+        ready = list(fires)
+        self.prepared.append((self.clock.wall, ready))
+        return ready
+
+    def on_due_many(self, fires: list[tuple[Job, float, str]]) -> None:
+        self.batches.append((self.clock.wall, fires))
+
+    def names(self, index: int) -> list[str]:
+        return [job.name for job, _, _ in self.batches[index][1]]
+
+
+def prepared_scheduler(clock: ManualClock, rec: Recorder, *jobs: Job) -> tuple[Scheduler, Handoffs]:
+    hand = Handoffs(clock)
+    sched = scheduler(clock, rec, *jobs, on_due_many=hand.on_due_many, prepare_many=hand.prepare_many)
+    return sched, hand
+
+
+def prepare_before(sched: Scheduler, clock: ManualClock, at: float) -> None:
+    """Bring the clock to just before ``at`` and let the loop prepare it."""
+    clock.advance(at - core.PREPARE_AHEAD / 2 - clock.wall)
+    assert sched.prepare(sched.step()) == pytest.approx(core.PREPARE_AHEAD / 2, abs=1e-6)
+
+
+def test_batch_is_prepared_ahead_and_handed_over_at_its_instant_never_before() -> None:
+    clock, rec = ManualClock(), Recorder()
+    sched, hand = prepared_scheduler(clock, rec, *(make_job(f"j{i}", "@every 1s") for i in range(1000)))
+    run_until(sched, clock, T0 + 3.5)
+    assert [at for _, batch in hand.batches for at in {at for _, at, _ in batch}] == [T0 + 1, T0 + 2, T0 + 3]
+    for (prepared_at, ready), (handed_at, batch) in zip(hand.prepared, hand.batches, strict=True):
+        instant = batch[0][1]
+        assert instant - core.PREPARE_AHEAD <= prepared_at < instant <= handed_at
+        assert batch is ready  # what prepare_many returned is what on_due_many gets
+        assert len(batch) == 1000
+    assert rec.due == [] and sched.stats()["fired"] == 3000
+
+
+def test_next_fires_reports_a_prepared_instant_until_it_fires() -> None:
+    clock, rec = ManualClock(), Recorder()
+    sched, hand = prepared_scheduler(clock, rec, make_job("a", "@every 1s"))
+    prepare_before(sched, clock, T0 + 1)
+    assert len(hand.prepared) == 1 and hand.batches == []
+    assert sched.next_fires() == {"a": T0 + 1}
+    clock.advance(core.PREPARE_AHEAD)
+    sched.step()
+    assert hand.names(0) == ["a"]
+    assert sched.next_fires() == {"a": T0 + 2}
+
+
+def test_reload_between_prepare_and_instant_fires_only_what_is_still_scheduled() -> None:
+    clock, rec = ManualClock(), Recorder()
+    jobs = [make_job("keep", "@every 1s"), make_job("change", "@every 1s"), make_job("drop", "@every 1s")]
+    sched, hand = prepared_scheduler(clock, rec, *jobs)
+    prepare_before(sched, clock, T0 + 1)
+    keep = make_job("keep", "@every 1s")  # equal identity, a new object
+    sched.set_jobs({"keep": keep, "change": make_job("change", "@every 2s")})
+    assert sched.next_fires() == {"keep": T0 + 1, "change": T0 + 2}
+    run_until(sched, clock, T0 + 2.5)
+    assert hand.names(0) == ["keep"] and hand.batches[0][1][0][0] is keep
+    assert [(b[0][1], sorted(j.name for j, _, _ in b)) for _, b in hand.batches] == [
+        (T0 + 1, ["keep"]), (T0 + 2, ["change", "keep"])]
+
+
+def test_reload_between_prepare_and_instant_can_add_an_earlier_instant() -> None:
+    clock, rec = ManualClock(T0 + 0.5), Recorder()
+    sched, hand = prepared_scheduler(clock, rec, make_job("slow", "@every 1s"))
+    prepare_before(sched, clock, T0 + 1)  # @every anchors on T0: due at T0 + 1
+    sched.set_jobs({"slow": make_job("slow", "@every 1s"), "fast": make_job("fast", "@every 10ms")})
+    run_until(sched, clock, T0 + 1.015)
+    fires = [(at, job.name) for handed, batch in hand.batches for job, at, _ in batch if at <= handed]
+    assert len(fires) == sum(len(batch) for _, batch in hand.batches)  # nothing handed over early
+    assert [name for _, name in fires] == ["fast", "fast", "slow", "fast", "fast"]
+    assert [at for at, _ in fires] == sorted(at for at, _ in fires)
+    assert fires[2][0] == T0 + 1 and fires[0][0] == pytest.approx(T0 + 0.98, abs=1e-6)
+
+
+def test_forward_jump_after_prepare_goes_through_the_missed_run_rules(log_messages: list[str]) -> None:
+    clock, rec = ManualClock(), Recorder()
+    sched, hand = prepared_scheduler(clock, rec, make_job("a", "@every 1m", grace=60))
+    prepare_before(sched, clock, T0 + 60)
+    clock.jump(7200 + 90)  # T0 + 60, T0 + 120, ... passed in the jump; T0 + 7320 is 30 s late
+    sched.step()
+    assert any("jumped forward" in m for m in log_messages)
+    assert rec.missed == [("a", T0 + 60)]
+    assert hand.batches == []  # the instant within the grace runs as a caught-up one, through on_due
+    assert rec.due == [("a", T0 + 7320, "schedule")]
+    assert sched.next_fires() == {"a": T0 + 7380}
+
+
+def test_backward_jump_after_prepare_moves_the_prepared_instant_back() -> None:
+    clock, rec = ManualClock(), Recorder()
+    sched, hand = prepared_scheduler(clock, rec, make_job("a", "@every 1m"))
+    prepare_before(sched, clock, T0 + 60)
+    clock.jump(-3600)
+    sched.step()
+    assert hand.batches == []
+    assert sched.next_fires() == {"a": T0 + 60 - 3600}
+    run_until(sched, clock, T0 + 120 - 3600)
+    assert [b[0][1] for _, b in hand.batches] == [T0 + 60 - 3600, T0 + 120 - 3600]
+    assert rec.missed == []
+
+
+def test_prepared_instant_released_more_than_a_second_late_follows_the_grace_rules() -> None:
+    clock, rec = ManualClock(), Recorder()
+    sched, hand = prepared_scheduler(clock, rec, make_job("a", "@every 1s", grace=0))
+    prepare_before(sched, clock, T0 + 1)
+    clock.advance(2.5)  # the thread was stalled: T0 + 1 and T0 + 2 are more than a second late
+    sched.step()
+    assert rec.missed == [("a", T0 + 1)]
+    assert hand.batches == [] and rec.due == [("a", T0 + 3, "schedule")]
+    assert sched.next_fires() == {"a": T0 + 4}
+
+
+def test_stop_after_prepare_hands_nothing_over() -> None:
+    clock, rec = ManualClock(), Recorder()
+    sched, hand = prepared_scheduler(clock, rec, make_job("a", "@every 1s"))
+    prepare_before(sched, clock, T0 + 1)
+    sched.stop()
+    clock.advance(1)
+    sched.step()
+    assert hand.batches == [] and rec.due == []
+
+
+def test_prepare_many_that_raises_hands_the_fires_over_unprepared(log_messages: list[str]) -> None:
+    clock, rec = ManualClock(), Recorder()
+    batches: list[list[tuple[Job, float, str]]] = []
+
+    def broken(fires: list[tuple[Job, float, str]]) -> list[tuple[Job, float, str]]:
+        raise RuntimeError("boom")
+
+    sched = scheduler(clock, rec, make_job("a", "@every 1s"), make_job("b", "@every 1s"),
+                      on_due_many=batches.append, prepare_many=broken)
+    run_until(sched, clock, T0 + 1)
+    assert [sorted(job.name for job, _, _ in b) for b in batches] == [["a", "b"]]
+    assert any("prepare_many failed for 2 jobs" in m for m in log_messages)
+
+
+def test_prepared_fires_go_through_on_due_without_on_due_many() -> None:
+    clock, rec = ManualClock(), Recorder()
+    sched = scheduler(clock, rec, make_job("a", "@every 1s"), make_job("b", "@every 2s"))
+    run_until(sched, clock, T0 + 4)
+    assert rec.times("a") == [T0 + 1, T0 + 2, T0 + 3, T0 + 4]
+    assert rec.times("b") == [T0 + 2, T0 + 4]
+
+
+def test_preparing_ahead_changes_no_fire() -> None:
+    """The same jobs, reloads and clock jumps, with and without preparing ahead: the same fires."""
+
+    def play(ahead: bool) -> tuple[list[tuple[str, float, str]], list[tuple[str, float]]]:
+        clock, rec = ManualClock(T0 - 3.3), Recorder()
+        jobs = [make_job("e1", "@every 1s"), make_job("e7", "@every 7s", grace=2), make_job("c", "*/20 * * * * *"),
+                make_job("h", "CRON_TZ=UTC @hourly"), make_job("ms", "@every 250ms")]
+
+        def on_due_many(fires: list[tuple[Job, float, str]]) -> None:
+            for fire in fires:
+                rec.on_due(*fire)
+
+        sched = scheduler(clock, rec, *jobs, on_due_many=on_due_many)
+        # Each change comes 20 ms before an instant: while it is prepared, when preparing ahead.
+        run_until(sched, clock, T0 + 29.98, ahead=ahead)
+        sched.set_jobs({job.name: job for job in jobs[:3]} | {"n": make_job("n", "@every 3s")})
+        run_until(sched, clock, T0 + 60.98, ahead=ahead)
+        clock.jump(-30)
+        run_until(sched, clock, T0 + 64.98, ahead=ahead)
+        clock.jump(45)
+        run_until(sched, clock, T0 + 3700, ahead=ahead)
+        assert sched.stats()["jumps"] == 2
+        return rec.due, rec.missed
+
+    due, missed = play(ahead=True)
+    assert len(due) > 3000 and missed
+    assert (due, missed) == play(ahead=False)

@@ -1,22 +1,38 @@
 """The scheduler: one thread that sleeps until the next fire and calls back.
 
 It runs nothing itself: ``on_due(job, scheduled_at, trigger)`` hands a run to
-the dispatcher and ``on_missed(job, scheduled_at)`` records a missed one. Both
+the dispatcher and ``on_missed(job, scheduled_at)`` records a missed one;
+``on_due_many`` (optional) takes every on-time fire of a pass at once, and
+``prepare_many`` (optional) readies such a batch ahead of its instant. All
 are called from the scheduler thread, with its (re-entrant) lock held so that
 no job removed by :meth:`Scheduler.set_jobs` fires after it returns: they must
 return quickly and must not wait on a thread that calls the scheduler.
 
 Timing
-    Entries live in a heap of ``(due, seq, name, generation)``; a reload bumps
-    a job's generation, so its old entries are skipped when popped (lazy
-    invalidation) and each fire costs O(log n). The thread waits on an event
-    until the earliest due instant (at most ``max_sleep``), a reload or
+    Entries ``(name, generation)`` live in buckets, one per instant, and a heap
+    holds the distinct instants: the thousand ``@every 1s`` jobs due on the
+    same second share one bucket, so moving each to its next instant is a
+    dict look-up and an append, and popping them all is one heap pop. A
+    reload bumps a job's generation, so its old entries are skipped when
+    popped (lazy invalidation). The thread waits on an event until the
+    earliest due instant (at most ``max_sleep``), a reload or
     :meth:`~Scheduler.stop`: it never polls. Everything due is popped at once
     and dispatched before any next instant is computed. The next instant comes
     from the previous *scheduled* one, never from "now", so fires do not drift.
     ``@every`` fires at ``origin + k * interval`` with the origin on the whole
     second the job was scheduled (as robfig/cron does): the first fire is one
     interval later.
+
+Preparing ahead
+    The thread wakes ``prepare_ahead`` seconds (50 ms) before an instant and
+    does the pass's work then: it pops the instant's bucket, builds the batch
+    of fires and moves each job to its next instant. At the instant it only
+    hands the batch over (and goes back to sleep), so a burst's runs do not
+    wait behind that work. A reload in between leaves out of the batch the
+    jobs it removed or changed (those are scheduled afresh); a wall-clock jump,
+    or a release more than a second late, undoes the preparation and the
+    instant goes through the ordinary rules below. Nothing is released before
+    its instant.
 
 Late and missed runs
     An instant handled at most ``missed-run-grace`` late (and never less than
@@ -69,6 +85,7 @@ from .timetable import next_fire
 OnDue = Callable[[Job, float, str], object]
 OnMissed = Callable[[Job, float], object]
 OnDueMany = Callable[[list[tuple[Job, float, str]]], object]
+PrepareMany = Callable[[list[tuple[Job, float, str]]], list[tuple[Job, float, str]]]
 
 #: Lateness always treated as on time, whatever the job's grace (wake-up slack).
 ON_TIME = 1.0
@@ -77,7 +94,10 @@ MISSED_COUNT_LIMIT = 1000
 
 _SYSTEM_CLOCK = SystemClock()
 
-_HeapEntry = tuple[float, int, str, int]
+#: What ``prepare_ahead`` defaults to: how long before an instant its batch is prepared.
+PREPARE_AHEAD = 0.05
+
+_Entry = tuple[str, int]  # (job name, generation) in the bucket of an instant
 
 
 @dataclass(slots=True, eq=False)
@@ -100,6 +120,20 @@ class _Slot:
         return self.job.schedule
 
 
+@dataclass(slots=True, eq=False)
+class _Prepared:
+    """An instant's fires, prepared ahead; its jobs already sit at their next instant."""
+
+    at: float
+    #: The scheduler's ``_version`` when prepared: unchanged, every fire is still valid.
+    version: int
+    fires: list[tuple[Job, float, str]]
+    #: Each slot with its ``last`` from before: undoing restores both.
+    slots: list[tuple[_Slot, float | None]]
+    #: The earliest next instant of these jobs: releasing at or after it would skip it.
+    horizon: float
+
+
 class Scheduler:
     """Calls ``on_due`` when jobs are due; see the module docstring for the policies."""
 
@@ -112,21 +146,30 @@ class Scheduler:
         jump_threshold: float = 5.0,
         max_sleep: float | None = 60.0,
         on_due_many: OnDueMany | None = None,
+        prepare_many: PrepareMany | None = None,
+        prepare_ahead: float = PREPARE_AHEAD,
     ) -> None:
         self._on_due = on_due
         # Given, it receives every on-time fire of a pass at once: one hand-off
         # (one lock, one wake-up) for a thousand jobs due on the same second.
         self._on_due_many = on_due_many
+        # Given (with on_due_many), it receives a prepared batch ahead of its instant and
+        # returns what on_due_many is handed at the instant (the same fires, made ready).
+        self._prepare_many = prepare_many
         self._on_missed = on_missed
         self._clock = clock
         self._jump_threshold = jump_threshold
         self._max_sleep = max_sleep
+        self._prepare_ahead = prepare_ahead
         self._lock = threading.RLock()
         self._reload_lock = threading.Lock()  # one set_jobs at a time
         self._wake = threading.Event()
         self._slots: dict[str, _Slot] = {}
-        self._heap: list[_HeapEntry] = []
-        self._seq = itertools.count()
+        self._heap: list[float] = []  # the distinct instants of the buckets
+        self._buckets: dict[float, list[_Entry]] = {}
+        self._entries = 0  # in all buckets, live or stale
+        self._version = 0  # bumped whenever slots are replaced or moved outside a pass
+        self._prepared: _Prepared | None = None
         self._generations = itertools.count(1)
         self._reference: tuple[float, float] | None = None
         self._thread: threading.Thread | None = None
@@ -166,7 +209,8 @@ class Scheduler:
                 for slot in fresh:
                     self._set_due(slot, slot.due)
                 self._slots = slots
-                if len(self._heap) > 2 * len(slots) + 64:
+                self._version += 1
+                if self._entries > 2 * len(slots) + 64:
                     self._rebuild_heap()
         self._wake.set()
 
@@ -191,7 +235,13 @@ class Scheduler:
     def next_fires(self) -> dict[str, float | None]:
         """Each job's next scheduled instant (epoch seconds), None when it has none."""
         with self._lock:
-            return {name: slot.due for name, slot in self._slots.items()}
+            fires = {name: slot.due for name, slot in self._slots.items()}
+            prepared = self._prepared
+            if prepared is not None:  # moved on already, but not fired yet
+                for slot, _ in prepared.slots:
+                    if self._slots.get(slot.job.name) is slot:
+                        fires[slot.job.name] = prepared.at
+            return fires
 
     def stats(self) -> dict[str, int]:
         """Counters: ``wakeups`` (passes of the loop), ``fired``, ``missed``, ``jumps``, ``jobs``."""
@@ -201,13 +251,36 @@ class Scheduler:
         """One pass of the loop: detect a clock jump, handle everything due.
 
         Returns the seconds to sleep before the next pass (None: until woken).
-        The thread loops on this; tests call it directly with a manual clock.
+        The thread loops on this and :meth:`prepare`; tests call them directly
+        with a manual clock.
         """
         self._counts["wakeups"] += 1
         wall = self._clock.time()
         self._check_jump(wall, self._clock.monotonic())
+        self._release(wall)
         self._run_due(wall)
         return self._sleep_time(self._clock.time())
+
+    def prepare(self, sleep: float | None) -> float | None:
+        """Called between passes with what :meth:`step` returned: when the next instant is
+        less than ``prepare_ahead`` away, prepare its batch (see the module docstring).
+
+        Returns the seconds to sleep now: until the instant (prepared, or not an instant),
+        else until ``prepare_ahead`` before it.
+        """
+        if sleep is None or self._prepare_ahead <= 0:
+            return sleep
+        with self._lock:
+            now = self._clock.time()
+            at = self._next_instant()
+            if at is None or at - now > sleep:  # capped by max_sleep: nothing to prepare yet
+                return sleep
+            if at - now > self._prepare_ahead:
+                return at - now - self._prepare_ahead
+            if self._prepared is None and at > now:
+                self._prepare(at)
+                now = self._clock.time()
+            return max(0.0, at - now)
 
     # --- the loop -----------------------------------------------------------
 
@@ -215,7 +288,7 @@ class Scheduler:
         while not self._stopping:
             self._wake.clear()
             try:
-                timeout = self.step()
+                timeout = self.prepare(self.step())
             except Exception:  # a bug here must not silently end scheduling
                 logger.exception("scheduler pass failed; retrying in a second")
                 timeout = 1.0
@@ -225,17 +298,31 @@ class Scheduler:
 
     def _sleep_time(self, now: float) -> float | None:
         with self._lock:
-            heap, slots = self._heap, self._slots
-            while heap and not _is_live(heap[0], slots):  # stale tops would cause idle wake-ups
-                heapq.heappop(heap)
-            if not heap:
+            at = self._next_instant()
+            if at is None:
                 return self._max_sleep
-            wait = max(0.0, heap[0][0] - now)
+            wait = max(0.0, at - now)
         return wait if self._max_sleep is None else min(wait, self._max_sleep)
+
+    def _next_instant(self) -> float | None:
+        """The earliest instant something fires at (prepared or in the heap). Lock held."""
+        heap, buckets, slots = self._heap, self._buckets, self._slots
+        while heap and not any(_is_live(heap[0], entry, slots) for entry in buckets[heap[0]]):
+            self._pop_bucket()  # stale tops would cause idle wake-ups
+        prepared = self._prepared
+        if prepared is not None and (not heap or prepared.at < heap[0]):
+            return prepared.at
+        return heap[0] if heap else None
+
+    def _pop_bucket(self) -> tuple[float, list[_Entry]]:
+        at = heapq.heappop(self._heap)
+        entries = self._buckets.pop(at)
+        self._entries -= len(entries)
+        return at, entries
 
     def _run_due(self, now: float) -> None:
         heap = self._heap
-        if not heap or heap[0][0] > now:
+        if not heap or heap[0] > now:
             return
         with self._lock:
             heap, slots = self._heap, self._slots
@@ -244,22 +331,21 @@ class Scheduler:
             on_time: list[_Slot] = []
             late: list[_Slot] = []
             batch: list[tuple[Job, float, str]] | None = [] if self._on_due_many else None
-            while heap and heap[0][0] <= now:
-                _, _, name, generation = heapq.heappop(heap)
-                slot = slots.get(name)
-                if slot is None or slot.generation != generation:
-                    continue  # removed or rescheduled since
-                at = slot.due
-                assert at is not None
-                if now - at <= slot.grace:
-                    if batch is None:
-                        self._fire(slot.job, at, Trigger.SCHEDULE)
+            while heap and heap[0] <= now:
+                at, entries = self._pop_bucket()
+                for entry in entries:
+                    if not _is_live(at, entry, slots):
+                        continue  # removed or rescheduled since
+                    slot = slots[entry[0]]
+                    if now - at <= slot.grace:
+                        if batch is None:
+                            self._fire(slot.job, at, Trigger.SCHEDULE)
+                        else:
+                            batch.append((slot.job, at, Trigger.SCHEDULE))
+                        slot.last = at
+                        on_time.append(slot)
                     else:
-                        batch.append((slot.job, at, Trigger.SCHEDULE))
-                    slot.last = at
-                    on_time.append(slot)
-                else:
-                    late.append(slot)
+                        late.append(slot)
             if batch:
                 self._fire_many(batch)
             for slot in late:
@@ -267,6 +353,62 @@ class Scheduler:
             for slot in on_time:
                 assert slot.due is not None
                 self._reschedule(slot, slot.due, now)
+
+    # --- preparing ahead ----------------------------------------------------
+
+    def _prepare(self, at: float) -> None:
+        """Pop the bucket of ``at`` (the next instant, in the future), build its fires and
+        move its jobs to their next instant. Lock held."""
+        slots = self._slots
+        fires: list[tuple[Job, float, str]] = []
+        prepared: list[tuple[_Slot, float | None]] = []
+        horizon = math.inf
+        _, entries = self._pop_bucket()
+        for entry in entries:
+            if not _is_live(at, entry, slots):
+                continue
+            slot = slots[entry[0]]
+            fires.append((slot.job, at, Trigger.SCHEDULE))
+            prepared.append((slot, slot.last))
+            slot.last = at
+            self._reschedule(slot, at, at)
+            if slot.due is not None and slot.due < horizon:
+                horizon = slot.due
+        if fires and self._prepare_many is not None and self._on_due_many is not None:
+            try:
+                fires = self._prepare_many(fires)
+            except Exception:
+                logger.exception("prepare_many failed for {} jobs; they are handed over unprepared", len(fires))
+        self._prepared = _Prepared(at, self._version, fires, prepared, horizon)
+
+    def _release(self, now: float) -> None:
+        """Hand the prepared batch over once its instant has come."""
+        prepared = self._prepared
+        if prepared is None or now < prepared.at:
+            return
+        with self._lock:
+            self._prepared = None
+            if now - prepared.at > ON_TIME or now >= prepared.horizon:
+                self._unprepare(prepared)  # a stall: the ordinary rules decide what is late
+                return
+            fires = prepared.fires
+            if prepared.version != self._version:  # reloaded since: only the jobs still scheduled
+                fires = [(slot.job, prepared.at, Trigger.SCHEDULE) for slot, _ in prepared.slots
+                         if self._slots.get(slot.job.name) is slot]
+            if self._on_due_many is not None:
+                if fires:
+                    self._fire_many(fires)
+            else:
+                for job, at, trigger in fires:
+                    self._fire(job, at, trigger)
+
+    def _unprepare(self, prepared: _Prepared) -> None:
+        """Put the prepared jobs back at the prepared instant, unfired. Lock held."""
+        for slot, last in prepared.slots:
+            if self._slots.get(slot.job.name) is slot:
+                slot.last = last
+                self._set_due(slot, prepared.at)  # its entry at the next instant is now stale
+        self._version += 1
 
     def _fire(self, job: Job, at: float, trigger: str) -> None:
         if self._stopping:
@@ -348,13 +490,17 @@ class Scheduler:
     def _set_due(self, slot: _Slot, at: float | None) -> None:
         slot.due = at
         if at is not None:
-            heapq.heappush(self._heap, (at, next(self._seq), slot.job.name, slot.generation))
+            bucket = self._buckets.get(at)
+            if bucket is None:
+                self._buckets[at] = bucket = []
+                heapq.heappush(self._heap, at)
+            bucket.append((slot.job.name, slot.generation))
+            self._entries += 1
 
     def _rebuild_heap(self) -> None:
-        self._heap = [
-            (s.due, next(self._seq), name, s.generation) for name, s in self._slots.items() if s.due is not None
-        ]
-        heapq.heapify(self._heap)
+        self._heap, self._buckets, self._entries = [], {}, 0
+        for slot in self._slots.values():
+            self._set_due(slot, slot.due)
 
     # --- wall-clock jumps ---------------------------------------------------
 
@@ -366,6 +512,10 @@ class Scheduler:
         if abs(skew) <= self._jump_threshold:
             return
         self._counts["jumps"] += 1
+        with self._lock:
+            prepared, self._prepared = self._prepared, None
+            if prepared is not None:
+                self._unprepare(prepared)
         if skew > 0:
             logger.warning("wall clock jumped forward by {:.1f}s; runs it skipped are handled as late", skew)
             return
@@ -391,8 +541,9 @@ class Scheduler:
                     )
                     slot.due = None
             self._rebuild_heap()
+            self._version += 1
 
 
-def _is_live(entry: _HeapEntry, slots: Mapping[str, _Slot]) -> bool:
-    slot = slots.get(entry[2])
-    return slot is not None and slot.generation == entry[3]
+def _is_live(at: float, entry: _Entry, slots: Mapping[str, _Slot]) -> bool:
+    slot = slots.get(entry[0])
+    return slot is not None and slot.generation == entry[1] and slot.due == at
