@@ -93,6 +93,7 @@ class PoolCounters:
     discarded: int = 0
     waits: int = 0
     wait_timeouts: int = 0
+    overflow: int = 0
     peak_in_use: int = 0
     saturations: int = 0
     extra: dict[str, int] = field(default_factory=dict)
@@ -122,22 +123,20 @@ class ConnectionPool:
         # (connection, when it was returned); the right end is the freshest.
         self._idle: deque[tuple[http.client.HTTPConnection, float]] = deque()
         self._in_use = 0
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)
-        # Callers that start new work wait on their own condition, woken only when no
-        # other caller waits: the same precedence as the request limiter.
-        self._cond_starts = threading.Condition(lock)
-        self._waiting_first = 0
-        # Calls that start work (exec_create, container_create, ...) may hold at most half
-        # the connections: under overload the engine answers those slowly, and the other
-        # half keeps inspects, kills and the runs' own exec_inspect from waiting behind them.
+        #: Connections held by calls that start work (exec_create, container_create, ...).
+        self._starts_in_use = 0
+        self._cond = threading.Condition(threading.Lock())
+        # Calls that start work may hold at most half the connections: under overload the
+        # engine answers those slowly, and the other half keeps inspects, kills and the
+        # runs' own exec_inspect on pooled connections.
         self._starts_max = None if max_open is None else max(1, max_open // 2)
         self.counters = PoolCounters()
         self._saturated = False
 
     def acquire(self, timeout: float, *, starts_work: bool = False) -> tuple[http.client.HTTPConnection, bool]:
         """A connection and whether it was used before; ``PoolTimeout`` after ``timeout`` s.
-        A caller that ``starts_work`` yields to every other waiting caller."""
+        A caller that ``starts_work`` holds at most half the connections and waits when
+        none is free; any other caller never waits (see :meth:`_checkout`)."""
         conn, reused, stale = self._checkout(timeout, starts_work)
         for old in stale:
             old.close()
@@ -159,44 +158,50 @@ class ConnectionPool:
     ) -> tuple[http.client.HTTPConnection, bool, list[http.client.HTTPConnection]]:
         deadline: float | None = None
         stale: list[http.client.HTTPConnection] = []
-        waiting = False
         with self._cond:
-            try:
-                while True:
-                    # A caller that starts work never takes a connection another caller waits for.
-                    if not (starts_work and self._waiting_first):
-                        conn = self._take_idle(stale)
-                        if conn is not None:
-                            self._in_use += 1
-                            self.counters.reused += 1
-                            self._note_in_use()
-                            return conn, True, stale
-                        cap = self._starts_max if starts_work else self._max_open
-                        if cap is None or self._in_use < cap:
-                            self._in_use += 1
-                            self.counters.created += 1
-                            self._note_in_use()
-                            return self._factory(), False, stale
-                    # Full: wait for a connection to come back.
-                    if deadline is None:
-                        deadline = time.monotonic() + timeout
-                        self.counters.waits += 1
-                        self._log_saturation(True)
-                        if not starts_work:
-                            waiting = True
-                            self._waiting_first += 1
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        self.counters.wait_timeouts += 1
-                        for old in stale:
-                            old.close()
-                        raise PoolTimeout(
-                            f"all {self._max_open} {self.name} connections stayed busy for {timeout:g} s"
-                        )
-                    (self._cond_starts if starts_work else self._cond).wait(remaining)
-            finally:
-                if waiting:
-                    self._waiting_first -= 1
+            while True:
+                capped = self._max_open is not None and self._in_use >= self._max_open
+                if starts_work and self._starts_max is not None and self._starts_in_use >= self._starts_max:
+                    capped = True
+                if not capped:
+                    conn = self._take_idle(stale)
+                    reused = conn is not None
+                    if conn is None:
+                        conn = self._factory()
+                        self.counters.created += 1
+                    else:
+                        self.counters.reused += 1
+                    self._hand_out(conn, starts_work, overflow=False)
+                    return conn, reused, stale
+                if not starts_work:
+                    # Past max-conns-per-host, a call that only looks at or finishes work opens
+                    # a short-lived connection instead of queueing behind calls the engine is
+                    # slow to answer; the request limiter still bounds how many there are.
+                    conn = self._factory()
+                    self.counters.overflow += 1
+                    self._hand_out(conn, starts_work, overflow=True)
+                    return conn, False, stale
+                # A call that starts work waits for a connection to come back.
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
+                    self.counters.waits += 1
+                    self._log_saturation(True)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.counters.wait_timeouts += 1
+                    for old in stale:
+                        old.close()
+                    raise PoolTimeout(
+                        f"all {self._max_open} {self.name} connections stayed busy for {timeout:g} s"
+                    )
+                self._cond.wait(remaining)
+
+    def _hand_out(self, conn: http.client.HTTPConnection, starts_work: bool, *, overflow: bool) -> None:
+        # Under the lock. The connection remembers how it was handed out, for release().
+        conn.ofelia_lease = (starts_work, overflow)  # type: ignore[attr-defined]
+        self._in_use += 1
+        self._starts_in_use += starts_work
+        self._note_in_use()
 
     def _take_idle(self, stale: list[http.client.HTTPConnection]) -> http.client.HTTPConnection | None:
         """The freshest idle connection; those idle too long go to ``stale`` (closed by the caller)."""
@@ -214,8 +219,12 @@ class ConnectionPool:
     def release(self, conn: http.client.HTTPConnection, *, reusable: bool) -> None:
         """Give a connection back; it is kept if reusable and there is room, else closed."""
         close: list[http.client.HTTPConnection] = []
+        starts_work, overflow = getattr(conn, "ofelia_lease", (False, False))
         with self._cond:
             self._in_use -= 1
+            self._starts_in_use -= starts_work
+            if overflow:
+                reusable = False
             now = self._clock()
             # Close the oldest ones that have been idle too long (no background thread does it).
             while self._idle and now - self._idle[0][1] >= self._idle_timeout:
@@ -226,14 +235,11 @@ class ConnectionPool:
                 self._idle.append((conn, now))
             else:
                 close.append(conn)
-                self.counters.discarded += 1
+                self.counters.discarded += not overflow
             # Hysteresis: "free again" once half the connections are, so the log does not flap.
             if self._saturated and self._max_open is not None and self._in_use <= self._max_open // 2:
                 self._log_saturation(False)
-            if self._waiting_first:
-                self._cond.notify()
-            else:
-                self._cond_starts.notify()
+            self._cond.notify()
         for item in close:
             item.close()
 
@@ -273,7 +279,7 @@ class ConnectionPool:
         figures.update(
             created=counters.created, reused=counters.reused, closed_idle=counters.closed_idle,
             closed_stale=counters.closed_stale, discarded=counters.discarded, waits=counters.waits,
-            wait_timeouts=counters.wait_timeouts, peak_in_use=counters.peak_in_use,
+            wait_timeouts=counters.wait_timeouts, overflow=counters.overflow, peak_in_use=counters.peak_in_use,
             saturations=counters.saturations,
         )
         return figures
