@@ -82,6 +82,7 @@ class Runtime:
         from .execution.executor import RunExecutor
         from .history import HistoryStore, default_state_dir, history_path
         from .jobs import build_jobs
+        from .metrics_runs import register_run_metrics
 
         require_valid(loaded)
         env = os.environ if env is None else env
@@ -99,6 +100,8 @@ class Runtime:
         self.history = HistoryStore(self.history_file)
         self.secret_keys = secret_keys(self.hooks)
         self.executor = RunExecutor(self.hooks, drivers=self.drivers, history=self.history)
+        # Runs in progress for the metrics driver (nothing is registered with the noop one).
+        self.run_metrics = register_run_metrics(self.hooks.pm, self.drivers)
         self.jobs = build_jobs(config, self.hooks.job_types(), self.hooks.config_keys())
         self._register_middlewares()
 

@@ -47,7 +47,7 @@ class LiveDaemon:
 
     def runs(self, name: str) -> list[Any]:
         assert self.daemon.runtime is not None
-        return self.daemon.runtime.history.recent(name, 50, with_output=True)
+        return self.daemon.runtime.history.recent(name, 1000, with_output=True)
 
     def state(self) -> Any:
         """daemon.json (written under the lock that also replaces the jobs)."""

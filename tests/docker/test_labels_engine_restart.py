@@ -51,7 +51,8 @@ def test_the_daemon_survives_an_engine_restart(tmp_path: Path, own_engine: str, 
     labels = {"ofelia.enabled": "true", FILTER_LABEL: tag}
     # docker-poll-interval = 0: only events can bring the new container's job, so it proves they resumed.
     daemon = LiveDaemon(tmp_path, own_engine, tag, poll="0",
-                        files=f'[job-exec "probe"]\nschedule = @every 1s\ncontainer = {before}\ncommand = echo probe\n')
+                        files=f'[job-exec "probe"]\nschedule = @every 1s\ncontainer = {before}\n'
+                              "command = echo probe\nhistory-limit = 0\n")
     try:
         run_labelled(own_engine, test_image, before, {**labels, **tick()})
         assert wait_for(lambda: daemon.job("tick") is not None), daemon.text()

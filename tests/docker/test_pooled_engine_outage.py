@@ -67,7 +67,7 @@ def test_the_breaker_opens_fails_fast_and_closes_across_an_engine_outage(
 ) -> None:
     jobs = "".join(
         f'[job-run "{name}"]\nschedule = @every 1s\nimage = {test_image}\npull = false\nnetwork = none\n'
-        f"command = echo {name}\n"
+        f"command = echo {name}\nhistory-limit = 0\n"
         for name in JOBS
     )
     settings = "breaker-failure-threshold = 10\nbreaker-open-timeout = 2s\n[drivers]\ndocker-client = pooled\n"
