@@ -139,8 +139,12 @@ def test_global_default_user_applies_when_the_job_sets_none(run_job: JobRunner, 
 
 def test_unknown_user_fails(run_job: JobRunner, target: str) -> None:
     outcome = run_job(exec_job_of("nouser", target, "id", user="no-such-user"))
-    assert outcome.code != 0
-    assert b"no-such-user" in outcome.stdout + outcome.stderr
+    # 126: the engine could not start the command. Its explanation ("unable to find user
+    # no-such-user") reaches the stream only when the engine writes it before the attach
+    # closes, which it does not always do under load (seen in CI with the baseline driver).
+    assert outcome.code == 126
+    output = outcome.stdout + outcome.stderr
+    assert output == b"" or b"no-such-user" in output
 
 
 def test_tty_merges_the_streams_into_a_terminal(run_job: JobRunner, target: str) -> None:
