@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pluggy
 from ofelia_hookspecs import PROJECT_NAME, specs
-from ofelia_hookspecs.types import ConfigKeys, JobTypeSpec, JobView, MetricSample, RunView
+from ofelia_hookspecs.types import ConfigKeys, JobTypeSpec, JobView, MetricSample, NotifierSpec, RunView
 
 from .errors import PluginError
 
@@ -89,6 +89,18 @@ class OfeliaHooks:
                 if spec.name in found:
                     raise PluginError(
                         f"job type '{spec.name}' is declared twice (again by plugin '{impl.plugin_name}')"
+                    )
+                found[spec.name] = spec
+        return found
+
+    def notifiers(self) -> dict[str, NotifierSpec]:
+        """Every registered notifier by name; two plugins declaring one name is an error."""
+        found: dict[str, NotifierSpec] = {}
+        for impl in reversed(self.pm.hook.ofelia_register_notifiers.get_hookimpls()):
+            for spec in cast("list[NotifierSpec]", impl.function() or []):
+                if spec.name in found:
+                    raise PluginError(
+                        f"notifier '{spec.name}' is declared twice (again by plugin '{impl.plugin_name}')"
                     )
                 found[spec.name] = spec
         return found

@@ -171,6 +171,34 @@ def test_recent_get_and_job_names(store: HistoryStore) -> None:
     assert store.job_names() == ["a", "b", "c"]
 
 
+def test_last_runs_gives_each_jobs_newest_run_as_recent_does_in_one_query_per_500_names(
+    store: HistoryStore,
+) -> None:
+    a1, b1, a2 = finished("a", 1.0), full_run("b", at=2.0), finished("a", 3.0)
+    tie = finished("b", 2.0)  # same instant as b1, written later: the newer row wins, as in recent()
+    skipped = Run(job_name="c", job_type="job-local", scheduled_at=4.0, state=RunState.SKIPPED)
+    running = Run(job_name="d", job_type="job-local", started_at=5.0)
+    for run in (a1, b1, a2, tie):
+        store.record_end(run, history_limit=10)
+    store.record(skipped, history_limit=10)
+    store.record_start(running)
+    many = [f"job-{i:04d}" for i in range(1200)]  # three statements
+    for i, name in enumerate(many):
+        store.record_end(finished(name, 10.0 + i), history_limit=10)
+    store.record_end(finished("job-0999", 1.0), history_limit=10)  # older than its newest: not chosen
+
+    names = ["a", "b", "c", "d", "nobody", "a", *many]
+    last = store.last_runs(names)
+
+    assert set(last) == set(names) - {"nobody"}
+    for name in set(names) - {"nobody"}:
+        (expected,) = store.recent(name, 1)
+        assert last[name] == expected, name  # every field, output left empty
+    assert [last[n].id for n in "abcd"] == [a2.id, tie.id, skipped.id, running.id]
+    assert last["d"].state == RunState.RUNNING and last["b"].stdout == b""
+    assert store.last_runs([]) == {}
+
+
 def test_concurrent_writers_lose_nothing(store: HistoryStore) -> None:
     threads, per_thread = 16, 40
     errors: list[BaseException] = []

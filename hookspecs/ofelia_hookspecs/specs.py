@@ -15,7 +15,7 @@ from .markers import hookspec
 
 if TYPE_CHECKING:  # annotations only: importing the Protocols costs start-up time
     from .protocols import BufferPool, DockerClient, MetricsRecorder, TokenManager
-    from .types import ConfigKeys, DriverContext, JobTypeSpec, JobView, MetricSample, RunView
+    from .types import ConfigKeys, DriverContext, JobTypeSpec, JobView, MetricSample, NotifierSpec, RunView
 
 # --- Driver factories -------------------------------------------------------
 # Only the driver chosen for a concern (by flag, name override or the
@@ -135,6 +135,20 @@ def ofelia_observe_run_end(job: JobView, run: RunView) -> None:
 
     Every implementation is called; return values are ignored. An exception
     raised here is logged and never changes the run.
+    """
+
+
+# --- Notifications --------------------------------------------------------------
+
+
+@hookspec
+def ofelia_register_notifiers() -> list[NotifierSpec]:
+    """Declare notifiers (mail, Slack, webhooks are the core's, registered through this hook
+    like any plugin's).
+
+    Takes no arguments. Every implementation is called; each returns a list of
+    :class:`~ofelia_hookspecs.types.NotifierSpec`. Two plugins declaring the same notifier
+    name is an error at start-up.
     """
 
 

@@ -132,6 +132,103 @@ class RunView(Protocol):
 
 
 @dataclass(frozen=True)
+class Notice:
+    """One finished run, as notifiers receive it: built once per run, after its last attempt
+    (a run that will be retried sends nothing). Times are epoch seconds."""
+
+    job_name: str
+    job_type: str
+    run_id: str
+    #: ``success``, ``failed``, ``skipped``, ``missed``, ``timed_out`` or ``cancelled``.
+    state: str
+    trigger: str
+    attempt: int
+    scheduled_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    error: str | None
+    stdout: bytes
+    stderr: bytes
+    #: The run's JSON document as the save middleware writes it (job options with secrets redacted).
+    document: Mapping[str, Any]
+    #: This machine's host name (``%`` in ``email-from`` becomes it).
+    hostname: str
+
+    @property
+    def duration(self) -> float:
+        if self.started_at is None or self.ended_at is None:
+            return 0.0
+        return self.ended_at - self.started_at
+
+    @property
+    def failed(self) -> bool:
+        """Failed, timed out or cancelled: what ``*-only-on-error`` keys send."""
+        return self.state in ("failed", "timed_out", "cancelled")
+
+    @property
+    def skipped(self) -> bool:
+        return self.state in ("skipped", "missed")
+
+
+@dataclass(frozen=True)
+class NotifierContext:
+    """What a notifier's ``build`` receives besides the job's effective settings."""
+
+    #: ``[webhook "NAME"]`` sections (and their YAML and label forms), by name, keys lower-cased.
+    webhooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: The ``[global]`` section, read-only.
+    global_settings: Mapping[str, Any] = field(default_factory=dict)
+    hostname: str = ""
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    """A notifier (mail, Slack, webhooks, ...): the keys it reads and how to build one for a job.
+
+    ``keys`` are accepted in ``[global]`` and in every job's section. Ofelia's rule: a job
+    that sets any of them replaces the global values of this notifier entirely, so
+    ``build`` gets either the job's values for these keys or the global ones, never a mix.
+    ``build(settings, context)`` returns the deliveries to make for that job's runs (an
+    empty list when the notifier is not configured for it); the core calls it once per job
+    and config (again after a reload), never per run.
+    """
+
+    name: str
+    keys: tuple[KeySpec, ...]
+    build: Callable[[Mapping[str, Any], NotifierContext], Sequence[Notifier]]
+    description: str = ""
+
+
+class Notifier(Protocol):
+    """One destination for one job's notices (a mail config, a Slack webhook, one webhook).
+
+    The core's delivery worker calls ``wants`` then ``send`` off the run's thread; a
+    ``send`` that raises is retried ``retry_count`` times ``retry_delay`` seconds apart,
+    then recorded as a failed delivery and logged. Its message must not contain secrets
+    (passwords, webhook URLs or their tokens).
+    """
+
+    #: For logs and delivery records: ``mail``, ``slack``, ``webhook:ops``. Never a URL.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def retry_count(self) -> int: ...
+
+    @property
+    def retry_delay(self) -> float: ...
+
+    def wants(self, notice: Notice) -> bool:
+        """Whether this notice is sent at all (``*-only-on-error``, a webhook's ``trigger``)."""
+        ...
+
+    def send(self, notice: Notice) -> None:
+        """Deliver it; raise (any exception) when it was not delivered."""
+        ...
+
+
+@dataclass(frozen=True)
 class MetricSample:
     """One value a plugin adds to the metrics exposition."""
 

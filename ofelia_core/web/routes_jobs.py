@@ -83,15 +83,19 @@ def list_jobs(ctx: Ctx) -> list[JobOut]:
     jobs = dict(daemon.jobs)
     fires = daemon.scheduler.next_fires() if daemon.scheduler is not None else {}
     running = {run.job_name for run in daemon.dispatcher.running()} if daemon.dispatcher is not None else set()
+    names = sorted(jobs)
+    # One query for all the jobs' last runs: with one per job, each of the 1,000 SQLite calls gave
+    # up the GIL and waited to get it back while the runs held it (bench/bench_web.py).
+    lasts = history.last_runs(names)
     out: list[JobOut] = []
-    for name in sorted(jobs):
+    for name in names:
         job = jobs[name]
-        last = history.recent(name, 1)
+        last = lasts.get(name)
         command = job.get("command")
         out.append(JobOut(
             name=name, type=job.type, schedule=str(job.get("schedule", "")),
             command=None if command is None else str(command),
-            next_run=fires.get(name), last_run=_last(last[0]) if last else None,
+            next_run=fires.get(name), last_run=None if last is None else _last(last),
             enabled=name not in daemon.disabled, running=name in running,
         ))
     return out

@@ -118,14 +118,27 @@ def bind(address: Address, key: str) -> socket.socket:
     try:
         if not address.host:  # every address: IPv6 and IPv4 together where the system allows
             if socket.has_dualstack_ipv6():
-                return socket.create_server(("", address.port), family=socket.AF_INET6, dualstack_ipv6=True)
-            return socket.create_server(("0.0.0.0", address.port))
-        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, sockaddr = infos[0]
-        return socket.create_server(sockaddr[:2], family=family)
+                sock = socket.create_server(("", address.port), family=socket.AF_INET6, dualstack_ipv6=True)
+            else:
+                sock = socket.create_server(("0.0.0.0", address.port))
+        else:
+            infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, _, _, _, sockaddr = infos[0]
+            sock = socket.create_server(sockaddr[:2], family=family)
     except OSError as exc:  # socket.gaierror is one too
         reason = exc.strerror or str(exc)
         raise OfeliaError(f"{key} = {address.text}: cannot listen there: {reason}") from None
+    return _tcp_proto(sock)
+
+
+def _tcp_proto(sock: socket.socket) -> socket.socket:
+    """``sock`` with ``proto`` saying TCP. asyncio sets TCP_NODELAY only on accepted sockets whose proto is
+    IPPROTO_TCP, and they inherit it from the listener; ``create_server`` leaves it 0. Without NODELAY,
+    uvicorn's separate writes of headers and body meet Nagle and the client's delayed ACK: about 40 ms
+    a response on a keep-alive connection (bench/bench_web.py)."""
+    if sock.proto == socket.IPPROTO_TCP:
+        return sock
+    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
 
 
 class _ToLoguru(logging.Handler):

@@ -167,3 +167,29 @@ def test_a_warning_when_authentication_is_off_on_an_address_beyond_loopback(log_
         log_text.seek(0)
         _log_started(server, settings)  # type: ignore[arg-type]
         assert ("authentication is off" in log_text.getvalue()) is warned, address
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:0", ":0"])
+def test_connections_accepted_on_the_bound_socket_have_nagle_off(text: str) -> None:
+    # Nagle plus the client's delayed ACK held each keep-alive response about 40 ms (bench/bench_web.py);
+    # asyncio (uvicorn's loop) turns it off only on sockets whose proto is TCP.
+    import asyncio
+
+    from ofelia_core.web.server import bind
+
+    listener = bind(parse_address(text, "web-address"), "web-address")
+    nodelay: list[int] = []
+
+    async def main() -> None:
+        def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nodelay.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=listener)
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+            await reader.read()  # the server closed it after looking
+            writer.close()
+
+    asyncio.run(main())
+    assert nodelay and nodelay[0] != 0
