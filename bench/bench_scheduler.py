@@ -68,6 +68,7 @@ class BareExecutor:
 
 def run_ofelia(args: argparse.Namespace, samples: Samples) -> dict[str, Any]:
     from ofelia_core.execution.dispatcher import Dispatcher
+    from ofelia_core.execution.policies import PolicyEngine
     from ofelia_core.scheduler.core import Scheduler
 
     def runner(job: Any, run: Any, context: Any) -> int:
@@ -76,9 +77,13 @@ def run_ofelia(args: argparse.Namespace, samples: Samples) -> dict[str, Any]:
 
     executor = BareExecutor()
     dispatcher = Dispatcher(executor, max_concurrent=args.pool)  # type: ignore[arg-type]
-    scheduler = Scheduler(lambda job, at, trigger: dispatcher.enqueue(job, trigger, at), dispatcher.record_missed,
-                          on_due_many=dispatcher.enqueue_many, prepare_many=dispatcher.prepare_many)
-    scheduler.set_jobs(noop_jobs(runner, args.jobs, "@every 1s"))
+    # As the daemon wires it: the run-policy engine takes the batch (these jobs have no policy).
+    policies = PolicyEngine(dispatcher)
+    scheduler = Scheduler(policies.on_due, dispatcher.record_missed,
+                          on_due_many=policies.on_due_many, prepare_many=dispatcher.prepare_many)
+    jobs = noop_jobs(runner, args.jobs, "@every 1s")
+    policies.set_jobs(jobs)
+    scheduler.set_jobs(jobs)
     scheduler.start()
     try:
         result = measure(

@@ -24,9 +24,12 @@ from loguru import logger
 from . import __version__
 from .config.loader import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH
 from .config.model import Config, Diagnostic
+from .config.validate import soften_unknown_references
 from .config.values import to_duration, to_int
 from .errors import OfeliaError
 from .execution.dispatcher import Dispatcher
+from .execution.policies import PolicyEngine
+from .gc_tuning import freeze_long_lived
 from .jobs import Job, build_jobs
 from .runs import Run, Trigger
 from .runtime import LoadedConfig, Runtime, global_strict, load_and_validate
@@ -83,6 +86,7 @@ class Daemon:
         self._signals = 0
         self.runtime: Runtime | None = None
         self.dispatcher: Dispatcher | None = None
+        self.policies: PolicyEngine | None = None
         self.scheduler: Scheduler | None = None
         self.jobs: dict[str, Job] = {}
         self._watched: dict[str, tuple[float, int]] = {}
@@ -125,6 +129,7 @@ class Daemon:
                 self.label_watcher.stop()
             runtime.close()
             raise
+        freeze_long_lived(reason="start-up")
         self.started.set()
 
     def _start_with(self, runtime: Runtime, loaded: LoadedConfig) -> None:
@@ -146,11 +151,15 @@ class Daemon:
             overflow=str(values.get("concurrency-overflow") or "queue").lower(),
             queue_size=_global(values, "queue-size", 1000, to_int),
         )
+        # Retries, chains and depends-on; jobs without them go straight to the dispatcher.
+        self.policies = PolicyEngine(self.dispatcher, now=self.clock.time)
         self.scheduler = Scheduler(
             self._on_due, self.dispatcher.record_missed, clock=self.clock,
-            on_due_many=self.dispatcher.enqueue_many, prepare_many=self.dispatcher.prepare_many,
+            on_due_many=self.policies.on_due_many, prepare_many=self.dispatcher.prepare_many,
         )
         self.jobs = jobs
+        self.policies.set_jobs(self.jobs)
+        self.policies.start()
         self.scheduler.set_jobs(self.jobs)
         self._watched = self._config_files_state()
         self.write_state_files()
@@ -162,9 +171,9 @@ class Daemon:
             self.label_watcher.start()
         sources = ", ".join(merged.loaded.config.sources)
         logger.info(f"ofelia {__version__} started: {len(self.jobs)} jobs from {sources}")
-        for job in self.jobs.values():
-            if job.run_on_startup:
-                self.dispatcher.submit(job, Trigger.STARTUP, self.clock.time())
+        startup = [job for job in self.jobs.values() if job.run_on_startup]
+        if startup:
+            self.policies.submit_startup(startup, self.clock.time())
 
     def run(self, *, install_signals: bool = True) -> int:
         if install_signals:  # first, so a signal during start-up is a graceful stop too
@@ -203,7 +212,9 @@ class Daemon:
         if self.label_watcher is not None:
             self.label_watcher.stop()
         self.scheduler.stop()
-        cancelled = self.dispatcher.shutdown(timeout)
+        # Pending retries and runs waiting for their dependencies are recorded cancelled.
+        cancelled = self.policies.close() if self.policies is not None else []
+        cancelled += self.dispatcher.shutdown(timeout)
         if cancelled:
             logger.warning(f"cancelled {len(cancelled)} run(s): {', '.join(r.job_name for r in cancelled)}")
         self.runtime.close()
@@ -230,8 +241,8 @@ class Daemon:
     # --- jobs --------------------------------------------------------------------------
 
     def _on_due(self, job: Job, scheduled_at: float, trigger: str) -> None:
-        assert self.dispatcher is not None
-        self.dispatcher.enqueue(job, trigger, scheduled_at)
+        assert self.policies is not None
+        self.policies.on_due(job, scheduled_at, trigger)
 
     def run_now(self, name: str) -> Run:
         """Run a job now, by name, through the same admission rules as a scheduled run."""
@@ -239,7 +250,8 @@ class Daemon:
         job = self.jobs.get(name)
         if job is None:
             raise OfeliaError(f"no job named '{name}'; jobs: {', '.join(sorted(self.jobs))}")
-        return self.dispatcher.submit(job, Trigger.MANUAL, self.clock.time())
+        assert self.policies is not None
+        return self.policies.submit(job, Trigger.MANUAL, self.clock.time())
 
     def set_job_enabled(self, name: str, enabled: bool) -> bool:
         """Enable or disable a job by name; returns whether that changed anything.
@@ -330,8 +342,11 @@ class Daemon:
         self._label_state = merged.label_state
         self.runtime.apply(merged.loaded, jobs)
         self.disabled &= set(jobs)
+        if self.policies is not None:
+            self.policies.set_jobs(jobs)
         self.scheduler.set_jobs(self._enabled_jobs())
         self.write_state_files()
+        freeze_long_lived(reason=what, force=False)
         logger.info(
             f"{what}: {len(jobs)} jobs (added: {', '.join(added) or 'none'}; "
             f"changed: {', '.join(changed) or 'none'}; removed: {', '.join(removed) or 'none'})"
@@ -382,7 +397,10 @@ class Daemon:
     def _load_files(self, hooks: OfeliaHooks | None = None) -> LoadedConfig:
         """The config files; with ``--docker`` and no file at the default path, an empty config (as Ofelia)."""
         if not self._labels_only():
-            return load_and_validate(self.config_path, self.env, strict=self.strict, hooks=hooks)
+            loaded = load_and_validate(self.config_path, self.env, strict=self.strict, hooks=hooks)
+            if self.docker:  # a job the files name may be a label job: the merge checks it
+                loaded.diagnostics = soften_unknown_references(loaded.diagnostics)
+            return loaded
         from .plugins import OfeliaHooks, build_plugin_manager, disabled_plugins
 
         hooks = hooks or OfeliaHooks(build_plugin_manager(disabled=disabled_plugins(self.env)))

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from .runs import Run, RunState
 
 #: ``PRAGMA user_version`` of the schema this code writes. Bump it and add a
 #: step to ``_MIGRATIONS`` when the schema changes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -68,30 +69,75 @@ _SCHEMA_V1 = (
     "CREATE INDEX runs_at ON runs (at)",
 )
 
+# Version 2 (run policies): a retry's record names its first attempt. Nullable, so
+# rows written by version 1 read as first attempts.
+_SCHEMA_V2 = ("ALTER TABLE runs ADD COLUMN retry_of TEXT",)
+
+# Version 3 (notifications): delivery records. They live as long as their run's row: the
+# trigger deletes them with it (history-limit pruning), and a record whose run is already
+# gone is not inserted (_NOTIFICATION_INSERT), so none outlives its run.
+_SCHEMA_V3 = (
+    """CREATE TABLE notifications (
+    run_id TEXT NOT NULL,
+    job_name TEXT NOT NULL,
+    notifier TEXT NOT NULL,
+    -- sent, failed, dropped or suppressed
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT,
+    at REAL NOT NULL
+)""",
+    "CREATE INDEX notifications_run ON notifications (run_id)",
+    """CREATE TRIGGER runs_delete_notifications AFTER DELETE ON runs BEGIN
+    DELETE FROM notifications WHERE run_id = old.id;
+END""",
+)
+
 #: Statements that take the schema from version ``n - 1`` to ``n``.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+_NOTIFICATION_INSERT = """
+INSERT INTO notifications (run_id, job_name, notifier, state, attempts, error, at)
+SELECT :run_id, :job_name, :notifier, :state, :attempts, :error, :at
+WHERE EXISTS (SELECT 1 FROM runs WHERE id = :run_id)
+"""
+
+#: Run ids per statement of :meth:`HistoryStore.notifications`.
+_NOTIFICATIONS_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    """One notification of one run to one notifier: ``sent``, ``failed``, ``dropped`` (the
+    queue was full, or the daemon stopped first) or ``suppressed`` (``notify-cooldown``)."""
+
+    run_id: str
+    job_name: str
+    notifier: str
+    state: str
+    attempts: int
+    error: str | None
+    at: float
 
 _SUMMARY_COLUMNS = (
     "id, job_name, job_type, trigger, scheduled_at, started_at, ended_at, exit_code, state, "
-    "error, attempt, stdout_truncated, stderr_truncated"
+    "error, attempt, stdout_truncated, stderr_truncated, retry_of"
 )
 _ALL_COLUMNS = _SUMMARY_COLUMNS + ", stdout, stderr"
 
 _UPSERT = """
 INSERT INTO runs (id, job_name, job_type, trigger, at, scheduled_at, started_at, ended_at, exit_code,
-                  state, error, attempt, stdout_truncated, stderr_truncated, stdout, stderr)
+                  state, error, attempt, stdout_truncated, stderr_truncated, retry_of, stdout, stderr)
 VALUES (:id, :job_name, :job_type, :trigger, :at, :scheduled_at, :started_at, :ended_at, :exit_code,
-        :state, :error, :attempt, :stdout_truncated, :stderr_truncated, :stdout, :stderr)
+        :state, :error, :attempt, :stdout_truncated, :stderr_truncated, :retry_of, :stdout, :stderr)
 ON CONFLICT (id) DO UPDATE SET
     job_name = excluded.job_name, job_type = excluded.job_type, trigger = excluded.trigger,
     at = excluded.at, scheduled_at = excluded.scheduled_at, started_at = excluded.started_at,
     ended_at = excluded.ended_at, exit_code = excluded.exit_code, state = excluded.state,
     error = excluded.error, attempt = excluded.attempt, stdout_truncated = excluded.stdout_truncated,
-    stderr_truncated = excluded.stderr_truncated, stdout = excluded.stdout, stderr = excluded.stderr
+    stderr_truncated = excluded.stderr_truncated, retry_of = excluded.retry_of,
+    stdout = excluded.stdout, stderr = excluded.stderr
 """
-
-#: Job names per statement of :meth:`HistoryStore.last_runs` (under SQLite's oldest parameter limit, 999).
-_LAST_RUNS_CHUNK = 500
 
 # Deletes the job's finished rows older than its newest ``limit`` rows. A
 # running row counts toward the limit but is never deleted (record_end will
@@ -118,6 +164,9 @@ class HistoryStore:
         _create_private_file(self.path)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        # Each job's newest run, kept beside the table once last_runs() has loaded it (see there).
+        self._last_lock = threading.Lock()
+        self._last: dict[str, tuple[float, Run]] | None = None
         self._writer = _connect(self.path, mode)
         try:
             _migrate(self._writer, self.path)
@@ -132,8 +181,10 @@ class HistoryStore:
 
     def record_start(self, run: Run) -> None:
         """Store ``run`` as running, so a crash mid-run is visible later."""
+        row = _row(run)
         with self._transaction() as con:
-            con.execute(_UPSERT, _row(run))
+            con.execute(_UPSERT, row)
+        self._note_last(run, row["at"])
 
     def record_end(self, run: Run, *, history_limit: int) -> None:
         """Store the run's final state and output and drop the job's rows beyond its
@@ -145,19 +196,32 @@ class HistoryStore:
         """Store a run in one write: one that never started (skipped, missed) or a finished one."""
         # One transaction (one commit) for the row and the pruning: at 1,000 runs/s
         # the commit is most of the cost.
+        row = _row(run)
         with self._transaction() as con:
-            con.execute(_UPSERT, _row(run))
+            con.execute(_UPSERT, row)
             if history_limit > 0:
                 con.execute(_PRUNE, {"job": run.job_name, "limit": history_limit})
+        self._note_last(run, row["at"])
+
+    def record_notification(
+        self, *, run_id: str, job_name: str, notifier: str, state: str, attempts: int, error: str | None, at: float
+    ) -> bool:
+        """Store a notification's outcome; ``False`` when its run is no longer in the history
+        (pruned already), so no record outlives its run."""
+        params = {"run_id": run_id, "job_name": job_name, "notifier": notifier, "state": state,
+                  "attempts": attempts, "error": error, "at": at}
+        with self._transaction() as con:
+            return con.execute(_NOTIFICATION_INSERT, params).rowcount > 0
 
     def mark_interrupted(self) -> int:
         """At daemon start: runs left ``running`` by a previous process become
         ``cancelled``; returns how many. Their ``ended_at`` stays unknown (None)."""
-        with self._transaction() as con:
+        with self._last_lock, self._transaction() as con:
             cursor = con.execute(
                 "UPDATE runs SET state = ?, error = ? WHERE state = ?",
                 (str(RunState.CANCELLED), INTERRUPTED_ERROR, str(RunState.RUNNING)),
             )
+            self._last = None  # loaded again from the table when next asked
             return cursor.rowcount
 
     # --- reads -------------------------------------------------------------------
@@ -173,34 +237,66 @@ class HistoryStore:
         return [_run(row) for row in rows]
 
     def last_runs(self, job_names: Iterable[str]) -> dict[str, Run]:
-        """The newest run of each named job, as ``recent(name, 1)`` gives it (without output), in one
-        query per 500 names instead of one per job; a job without history is left out.
+        """The newest run of each named job, as ``recent(name, 1)`` gives it (without output); a job
+        without history is left out. The runs returned are shared snapshots: do not change them.
 
-        Each job's row is found by walking the ``(job_name, at)`` index backwards, so the cost
-        grows with the number of names, not with the size of the history.
+        The first call reads every job's newest row; from then on the store keeps them up to date
+        as it writes, and no call reads SQLite. With 1,000 jobs a query gave up the GIL once per
+        row, and under load each time waited to get it back: 30 to 60 ms of a job-table request
+        (bench/bench_web.py).
         """
-        names = list(dict.fromkeys(job_names))
-        found: dict[str, Run] = {}
-        for i in range(0, len(names), _LAST_RUNS_CHUNK):
-            chunk = names[i : i + _LAST_RUNS_CHUNK]
-            sql = (
-                f"WITH names(name) AS (VALUES {', '.join(['(?)'] * len(chunk))}) "
-                f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE rowid IN ("
-                "SELECT (SELECT r.rowid FROM runs AS r WHERE r.job_name = names.name "
-                "ORDER BY r.at DESC, r.rowid DESC LIMIT 1) FROM names)"
-            )
-            with self._read_lock:
-                rows = self._reader.execute(sql, chunk).fetchall()
-            for row in rows:
-                run = _run(row)
-                found[run.job_name] = run
-        return found
+        with self._last_lock:
+            if self._last is None:
+                self._last = {run.job_name: (at, run) for run, at in self._newest_rows()}
+            last = self._last
+            return {name: entry[1] for name in job_names if (entry := last.get(name)) is not None}
+
+    def _note_last(self, run: Run, at: float) -> None:
+        """Keep ``run`` as its job's newest run if it is (a copy without output: the caller's run
+        changes as it goes on). Called after the commit, so a concurrent first load either saw the
+        row or runs before this."""
+        with self._last_lock:
+            last = self._last
+            if last is None:
+                return
+            current = last.get(run.job_name)
+            # A tie of ``at`` goes to the row written later, as recent()'s ORDER BY at, rowid does
+            # for a new row; an older row updated at the very same instant is the one case it misses.
+            if current is None or at >= current[0] or current[1].id == run.id:
+                last[run.job_name] = (at, replace(run, stdout=b"", stderr=b""))
+
+    def _newest_rows(self) -> list[tuple[Run, float]]:
+        """Every job's newest row and its ``at``, walking the ``(job_name, at)`` index backwards."""
+        sql = (
+            f"SELECT {_SUMMARY_COLUMNS}, at FROM runs WHERE rowid IN ("
+            "SELECT (SELECT r.rowid FROM runs AS r WHERE r.job_name = names.job_name "
+            "ORDER BY r.at DESC, r.rowid DESC LIMIT 1) FROM (SELECT DISTINCT job_name FROM runs) AS names)"
+        )
+        with self._read_lock:
+            rows = self._reader.execute(sql).fetchall()
+        return [(_run(row[:-1]), float(row[-1])) for row in rows]
 
     def get(self, run_id: str) -> Run | None:
         """One run with its output, or ``None``."""
         with self._read_lock:
             row = self._reader.execute(f"SELECT {_ALL_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else _run(row)
+
+    def notifications(self, run_ids: Iterable[str]) -> dict[str, list[NotificationRecord]]:
+        """The notification records of each run, oldest first; runs without any are left out."""
+        ids = list(dict.fromkeys(run_ids))
+        found: dict[str, list[NotificationRecord]] = {}
+        for i in range(0, len(ids), _NOTIFICATIONS_CHUNK):
+            chunk = ids[i : i + _NOTIFICATIONS_CHUNK]
+            sql = (
+                "SELECT run_id, job_name, notifier, state, attempts, error, at FROM notifications "
+                f"WHERE run_id IN ({', '.join(['?'] * len(chunk))}) ORDER BY at, rowid"
+            )
+            with self._read_lock:
+                rows = self._reader.execute(sql, chunk).fetchall()
+            for row in rows:
+                found.setdefault(row[0], []).append(NotificationRecord(*row))
+        return found
 
     def job_names(self) -> list[str]:
         """Every job with history, sorted."""
@@ -319,6 +415,7 @@ def _row(run: Run) -> dict[str, Any]:
         "attempt": run.attempt,
         "stdout_truncated": int(run.stdout_truncated),
         "stderr_truncated": int(run.stderr_truncated),
+        "retry_of": run.retry_of,
         "stdout": bytes(run.stdout),
         "stderr": bytes(run.stderr),
     }
@@ -326,8 +423,8 @@ def _row(run: Run) -> dict[str, Any]:
 
 def _run(row: tuple[Any, ...]) -> Run:
     (run_id, job_name, job_type, trigger, scheduled_at, started_at, ended_at, exit_code, state,
-     error, attempt, stdout_truncated, stderr_truncated) = row[:13]  # fmt: skip
-    stdout, stderr = (bytes(row[13]), bytes(row[14])) if len(row) > 13 else (b"", b"")
+     error, attempt, stdout_truncated, stderr_truncated, retry_of) = row[:14]  # fmt: skip
+    stdout, stderr = (bytes(row[14]), bytes(row[15])) if len(row) > 14 else (b"", b"")
     return Run(
         job_name=job_name,
         job_type=job_type,
@@ -344,6 +441,7 @@ def _run(row: tuple[Any, ...]) -> Run:
         stderr_truncated=bool(stderr_truncated),
         error=error,
         attempt=attempt,
+        retry_of=retry_of,
     )
 
 

@@ -13,12 +13,17 @@ from ofelia_hookspecs.types import ConfigKeys, JobTypeSpec, KeySpec
 from .config.model import Config, Location, Section
 from .config.schedule import Schedule, parse_schedule
 from .config.validate import job_keys
-from .config.values import coerce
+from .config.values import coerce, to_list
 
 #: Ofelia's cap on a run, used when neither the job nor [global] sets max-runtime.
 DEFAULT_MAX_RUNTIME = 24 * 3600.0
 #: A run due longer ago than this is recorded as missed instead of started late.
 DEFAULT_MISSED_RUN_GRACE = 60.0
+#: Pause before the first retry (``retry-delay``), and the cap on the doubled pauses (``retry-max-delay``).
+DEFAULT_RETRY_DELAY = 5.0
+DEFAULT_RETRY_MAX_DELAY = 300.0
+#: ``retry-on`` words and the run state each names.
+RETRY_ON_WORDS = {"failed": "failed", "timed-out": "timed_out", "timed_out": "timed_out", "timeout": "timed_out"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,48 @@ class Job:
     @property
     def missed_run_grace(self) -> float:
         return float(self.get("missed-run-grace", DEFAULT_MISSED_RUN_GRACE))
+
+    # --- run policies (read once per reload by the policy engine, never per run) ---
+
+    @property
+    def max_retries(self) -> int:
+        return int(self.get("max-retries", 0))
+
+    @property
+    def retry_delay(self) -> float:
+        return float(self.get("retry-delay", DEFAULT_RETRY_DELAY))
+
+    @property
+    def retry_max_delay(self) -> float:
+        return float(self.get("retry-max-delay", DEFAULT_RETRY_MAX_DELAY))
+
+    @property
+    def retry_exponential(self) -> bool:
+        return bool(self.get("retry-exponential", True))
+
+    @property
+    def retry_on(self) -> frozenset[str]:
+        """Outcomes retried, as run states (``failed``, ``timed_out``)."""
+        words = to_list(self.get("retry-on", "failed,timed-out"), split_commas=True)
+        return frozenset(RETRY_ON_WORDS[word.lower()] for word in words if word.lower() in RETRY_ON_WORDS)
+
+    @property
+    def on_success(self) -> tuple[str, ...]:
+        return self._names("on-success")
+
+    @property
+    def on_failure(self) -> tuple[str, ...]:
+        return self._names("on-failure")
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        return self._names("depends-on")
+
+    def _names(self, key: str) -> tuple[str, ...]:
+        value = self.options.get(key)
+        if not value:
+            return ()
+        return tuple(dict.fromkeys(to_list(value, split_commas=True)))
 
 
 def build_job(

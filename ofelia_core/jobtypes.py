@@ -185,11 +185,31 @@ JOB_KEYS: tuple[KeySpec, ...] = (
         "1m",
         "A run started late by at most this much still runs; later, it is recorded as missed.",
     ),
-    _k("max-retries", "int", 0, "Retries after a failed run."),
-    _k("retry-delay", "duration", "5s", "Pause before each retry (Go duration)."),
-    _k("on-success", "list", doc="Jobs to trigger after a successful run; repeatable or comma-separated."),
-    _k("on-failure", "list", doc="Jobs to trigger after a failed run; repeatable or comma-separated."),
-    _k("depends-on", "list", doc="Jobs that must succeed first; repeatable or comma-separated."),
+    _k("max-retries", "int", 0, "Retries after a failed or timed-out run (0: none)."),
+    _k("retry-delay", "duration", "5s", "Pause before the first retry (Go duration); doubles for each next one."),
+    _k("retry-max-delay", "duration", "5m", "Cap on the pause between retries."),
+    _k("retry-exponential", "bool", True, "Double the pause for each retry; `false` keeps `retry-delay`."),
+    _k(
+        "retry-on",
+        "list",
+        "failed,timed-out",
+        "Which outcomes are retried: `failed`, `timed-out`, or both (comma-separated).",
+    ),
+    _k(
+        "on-success",
+        "list",
+        doc="Jobs to trigger after this job's last attempt succeeded; repeatable or comma-separated.",
+    ),
+    _k(
+        "on-failure",
+        "list",
+        doc="Jobs to trigger after this job's last attempt failed or timed out; repeatable or comma-separated.",
+    ),
+    _k(
+        "depends-on",
+        "list",
+        doc="Jobs that must have succeeded in the same cycle before this job runs; repeatable or comma-separated.",
+    ),
     _k("webhooks", "list", doc="Names of `[webhook]` sections to notify; repeatable or comma-separated."),
 )
 

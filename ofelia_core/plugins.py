@@ -38,6 +38,8 @@ def build_plugin_manager(
     """A plugin manager with the hookspecs, the default plugins and installed general plugins.
 
     Blocked names are set before any entry point loads, so a blocked plugin is never imported.
+    Without entry points (``load_entrypoints=False``, as many tests build it) there are no
+    notifiers: the core's mail, Slack and webhook notifiers are entry points too.
     """
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(specs)
@@ -106,7 +108,12 @@ class OfeliaHooks:
         return found
 
     def config_keys(self) -> list[ConfigKeys]:
-        return [keys for batch in self.pm.hook.ofelia_add_config_keys() for keys in batch or ()]
+        """Keys plugins add, then the notification keys (notifiers' keys in ``[global]`` and every
+        job; last, so a notifier's own spec of a key wins over an older declaration of it)."""
+        from .notify.keys import notification_keys
+
+        declared = [keys for batch in self.pm.hook.ofelia_add_config_keys() for keys in batch or ()]
+        return declared + notification_keys(self.notifiers())
 
     def collect_metrics(self) -> list[MetricSample]:
         return [sample for batch in self.pm.hook.ofelia_collect_metrics() for sample in batch or ()]

@@ -29,6 +29,12 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     STARTUP = "startup"
     MANUAL = "manual"
+    #: A later attempt of a failed run (``max-retries``).
+    RETRY = "retry"
+    #: Started by another job's ``on-success`` or ``on-failure``.
+    CHAIN = "chain"
+    #: A ``@triggered`` job started because its ``depends-on`` jobs succeeded.
+    DEPENDENCY = "dependency"
 
 
 # Run ids identify runs; they are not secrets. One generator seeded from the OS
@@ -63,7 +69,16 @@ class Run:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     error: str | None = None
+    #: 1 for a first run, n + 1 for its n-th retry.
     attempt: int = 1
+    #: The first attempt's id, on a retry's record (None on a first attempt).
+    retry_of: str | None = None
+    #: Set on an attempt's record before ``ofelia_observe_run_end`` when another attempt will
+    #: follow; notifiers skip such runs, so they report once per run, after its last attempt.
+    will_retry: bool = False
+    #: The run-policy cycle this run belongs to (see ofelia_core/execution/policies.py);
+    #: None for a scheduled run outside any chain (its cycle is its scheduled instant).
+    cycle: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -90,6 +105,7 @@ class Run:
             "exit_code": self.exit_code,
             "error": self.error,
             "attempt": self.attempt,
+            "retry_of": self.retry_of,
             "stdout_bytes": len(self.stdout),
             "stderr_bytes": len(self.stderr),
             "stdout_truncated": self.stdout_truncated,

@@ -44,12 +44,14 @@ def load_and_validate(
     """Read the config files and validate them against the registered job types and keys."""
     from .config.loader import config_paths, load_config
     from .config.validate import validate_config
+    from .notify.validation import check_notifiers
     from .plugins import build_plugin_manager, disabled_plugins
 
     hooks = hooks or OfeliaHooks(build_plugin_manager(disabled=disabled_plugins(env)))
     config, diagnostics = load_config(config_paths(config_path, env), env=env)
     strict = strict or global_strict(config)
     diagnostics += validate_config(config, hooks.job_types(), hooks.config_keys(), strict=strict)
+    diagnostics += check_notifiers(config, hooks.notifiers())
     return LoadedConfig(config, diagnostics, hooks)
 
 
@@ -99,6 +101,11 @@ class Runtime:
         )
         self.history = HistoryStore(self.history_file)
         self.secret_keys = secret_keys(self.hooks)
+        from .notify.service import Notifications
+
+        # Deliveries go through one worker thread, started here and drained by close().
+        self.notifications = Notifications(self.hooks, self.history, self.secret_keys)
+        self.notifications.start()
         self.executor = RunExecutor(self.hooks, drivers=self.drivers, history=self.history)
         # Runs in progress for the metrics driver (nothing is registered with the noop one).
         self.run_metrics = register_run_metrics(self.hooks.pm, self.drivers)
@@ -119,11 +126,22 @@ class Runtime:
             self.hooks.pm.unregister(old)
         save = SaveMiddleware(self.loaded.config.global_.values, self.secret_keys)
         self.hooks.pm.register(save, name=SaveMiddleware.PLUGIN_NAME)
+        # Each job's notifiers are built here, once per config, never per run.
+        self.notifications.configure(self.loaded.config, self.jobs)
+        if self.hooks.pm.get_plugin(self.notifications.PLUGIN_NAME) is not self.notifications:
+            old_observer = self.hooks.pm.get_plugin(self.notifications.PLUGIN_NAME)
+            if old_observer is not None:  # another Runtime's, on the same plugin manager
+                self.hooks.pm.unregister(old_observer)
+            self.hooks.pm.register(self.notifications, name=self.notifications.PLUGIN_NAME)
 
     @property
     def global_values(self) -> dict[str, Any]:
         return dict(self.loaded.config.global_.values)
 
     def close(self) -> None:
+        # Notifications first: the worker drains into the history, which must still be open.
+        self.notifications.close()
+        if self.hooks.pm.get_plugin(self.notifications.PLUGIN_NAME) is self.notifications:
+            self.hooks.pm.unregister(self.notifications)
         self.history.close()
         self.drivers.close()

@@ -171,7 +171,7 @@ def test_recent_get_and_job_names(store: HistoryStore) -> None:
     assert store.job_names() == ["a", "b", "c"]
 
 
-def test_last_runs_gives_each_jobs_newest_run_as_recent_does_in_one_query_per_500_names(
+def test_last_runs_gives_each_jobs_newest_run_as_recent_does_before_and_after_its_first_load(
     store: HistoryStore,
 ) -> None:
     a1, b1, a2 = finished("a", 1.0), full_run("b", at=2.0), finished("a", 3.0)
@@ -182,21 +182,44 @@ def test_last_runs_gives_each_jobs_newest_run_as_recent_does_in_one_query_per_50
         store.record_end(run, history_limit=10)
     store.record(skipped, history_limit=10)
     store.record_start(running)
-    many = [f"job-{i:04d}" for i in range(1200)]  # three statements
+    many = [f"job-{i:04d}" for i in range(1200)]
     for i, name in enumerate(many):
         store.record_end(finished(name, 10.0 + i), history_limit=10)
     store.record_end(finished("job-0999", 1.0), history_limit=10)  # older than its newest: not chosen
-
     names = ["a", "b", "c", "d", "nobody", "a", *many]
-    last = store.last_runs(names)
 
-    assert set(last) == set(names) - {"nobody"}
-    for name in set(names) - {"nobody"}:
-        (expected,) = store.recent(name, 1)
-        assert last[name] == expected, name  # every field, output left empty
+    def check() -> dict[str, Run]:
+        last = store.last_runs(names)
+        assert set(last) == set(names) - {"nobody"}
+        for name in set(names) - {"nobody"}:
+            (expected,) = store.recent(name, 1)
+            assert last[name] == expected, name  # every field, output left empty
+        return last
+
+    last = check()  # the first call loads them from the table
     assert [last[n].id for n in "abcd"] == [a2.id, tie.id, skipped.id, running.id]
     assert last["d"].state == RunState.RUNNING and last["b"].stdout == b""
     assert store.last_runs([]) == {}
+
+    # Then writes keep them: a run finishing, a newer run, an older one, a tie, a new job.
+    running.state, running.ended_at, running.stdout = RunState.SUCCESS, 6.0, b"out"
+    store.record_end(running, history_limit=10)
+    newer, older, tie2 = finished("a", 9.0), finished("b", 0.5), finished("c", 4.0)
+    for run in (newer, older, tie2, finished("new-job", 1.0)):
+        store.record_end(run, history_limit=2)
+    running.state = RunState.FAILED  # the caller's run changing later does not reach the store
+    names.append("new-job")
+    last = check()
+    assert [last[n].id for n in "abcd"] == [newer.id, tie.id, tie2.id, running.id]
+    assert last["d"].state == RunState.SUCCESS and last["d"].stdout == b""
+
+    # A restart's clean-up rewrites rows behind the index: it is loaded again.
+    store.record_start(left := Run(job_name="e", job_type="job-local", started_at=7.0))
+    names.append("e")
+    assert store.last_runs(["e"])["e"].state == RunState.RUNNING
+    assert store.mark_interrupted() == 1
+    assert store.last_runs(["e"])["e"].state == RunState.CANCELLED and left.id == store.last_runs(["e"])["e"].id
+    check()
 
 
 def test_concurrent_writers_lose_nothing(store: HistoryStore) -> None:

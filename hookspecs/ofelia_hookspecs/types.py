@@ -154,6 +154,8 @@ class Notice:
     document: Mapping[str, Any]
     #: This machine's host name (``%`` in ``email-from`` becomes it).
     hostname: str
+    #: Notices of this job to this notifier suppressed by ``notify-cooldown`` since the last one sent.
+    suppressed: int = 0
 
     @property
     def duration(self) -> float:
@@ -191,22 +193,31 @@ class NotifierSpec:
     ``build`` gets either the job's values for these keys or the global ones, never a mix.
     ``build(settings, context)`` returns the deliveries to make for that job's runs (an
     empty list when the notifier is not configured for it); the core calls it once per job
-    and config (again after a reload), never per run.
+    and config (again after a reload), never per run. ``settings`` holds every key of
+    ``keys``, typed by its kind (bool, int, seconds as float, list of str, str; ``None`` when
+    unset and without default). ``build`` raises ``ValueError`` for settings it cannot use;
+    it must not do network I/O (``ofelia validate`` calls it too).
+
+    ``check(settings)``, optional, returns warnings about settings that are valid but send
+    nothing (mail keys without ``smtp-host``); ``ofelia validate`` and the daemon show them.
     """
 
     name: str
     keys: tuple[KeySpec, ...]
     build: Callable[[Mapping[str, Any], NotifierContext], Sequence[Notifier]]
     description: str = ""
+    check: Callable[[Mapping[str, Any]], Sequence[str]] | None = None
 
 
 class Notifier(Protocol):
     """One destination for one job's notices (a mail config, a Slack webhook, one webhook).
 
-    The core's delivery worker calls ``wants`` then ``send`` off the run's thread; a
-    ``send`` that raises is retried ``retry_count`` times ``retry_delay`` seconds apart,
-    then recorded as a failed delivery and logged. Its message must not contain secrets
-    (passwords, webhook URLs or their tokens).
+    The core calls ``wants`` when the run ends, on the run's thread (keep it quick, no I/O:
+    it only filters, so the delivery queue holds real deliveries), then ``send`` on its
+    delivery worker, off the run's thread; a ``send`` that raises is retried
+    ``retry_count`` times ``retry_delay`` seconds apart, then recorded as a failed delivery
+    and logged. Its message must not contain secrets (passwords, webhook URLs or their
+    tokens).
     """
 
     #: For logs and delivery records: ``mail``, ``slack``, ``webhook:ops``. Never a URL.

@@ -43,12 +43,14 @@ def reference_tables() -> dict[str, str]:
     """Every table the configuration page shows, by block name."""
     from ofelia_core import jobtypes
 
+    from ..notify.keys import NOTIFY_GLOBAL_KEYS
     from .validate import WEBHOOK_KEYS
 
     tables = {spec.name: key_table(spec.keys) for spec in jobtypes.JOB_TYPES}
     tables["job"] = key_table(jobtypes.JOB_KEYS)
     tables["global"] = key_table(jobtypes.GLOBAL_KEYS)
     tables["webhook"] = key_table(WEBHOOK_KEYS)
+    tables["notify"] = key_table(NOTIFY_GLOBAL_KEYS)
     return tables
 
 

@@ -14,10 +14,14 @@ What is checked:
 - ``[drivers]`` keys are concerns (driver names are checked when drivers are
   chosen); concern sections (``[docker-client]``...) are not checked here:
   settings of drivers that are not chosen are kept, never rejected;
-- references to other jobs (``depends-on``, ``on-success``, ``on-failure``)
-  and to webhooks: a name that is not defined in the files is a warning (it
-  may come from Docker labels); a job depending on itself, or a cycle of
-  ``depends-on``, is an error.
+- references to other jobs (``depends-on``, ``on-success``, ``on-failure``):
+  a name that names no job is an error, or a warning when ``[global]``
+  ``docker = true`` (the job may come from Docker labels; the daemon's
+  ``--docker`` does the same, see :func:`soften_unknown_references`, and the
+  files and labels together are checked again as errors). A job referring to
+  itself, a cycle of ``depends-on``, and a loop of ``on-success``/``on-failure``
+  triggers are errors that spell the chain out (``a -> b -> a``);
+  ``retry-on`` names known outcomes. An unknown webhook name is a warning.
 
 Values of ``secret`` keys never appear in messages.
 """
@@ -25,6 +29,7 @@ Values of ``secret`` keys never appear in messages.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ofelia_hookspecs.types import ConfigKeys, JobTypeSpec, KeySpec
@@ -33,24 +38,46 @@ from .kinds import CONCERNS
 from .model import Config, Diagnostic, Section
 from .schedule import ScheduleError, check_zone, parse_schedule
 from .suggest import nearest
-from .values import coerce, to_list
+from .values import coerce, to_bool, to_list
 
-#: Keys of ``[webhook "name"]`` sections, checked loosely (kinds only).
+#: Keys of ``[webhook "name"]`` sections (read by ``ofelia_core.notifiers.webhook``, which checks them).
 WEBHOOK_KEYS: tuple[KeySpec, ...] = (
     KeySpec("url", secret=True, description="Where to POST; secret because webhook URLs carry tokens."),
-    KeySpec("preset", description="A named payload format (slack, discord, ...)."),
-    KeySpec("trigger", description="When to send: error, success or always."),
-    KeySpec("timeout", "duration", "10s", description="Time limit for one request."),
+    KeySpec(
+        "preset", default="json-post",
+        description="Payload format: json-post, slack, discord, teams, ntfy, gotify, healthchecks (and the "
+        "fork's ntfy-token, healthchecks-selfhosted).",
+    ),
+    KeySpec("id", secret=True, description="The fork's preset id (Slack `T…/B…`, ntfy topic, healthchecks uuid)."),
+    KeySpec(
+        "secret", secret=True,
+        description="The service's token where the preset uses one (Slack/Discord URL, ntfy, Gotify); "
+        "otherwise the HMAC-SHA256 key that signs the body.",
+    ),
+    KeySpec(
+        "trigger", default="error", choices=("always", "error", "success", "skipped"),
+        description="Which runs are sent: error (failed, timed out, cancelled), success, skipped (skipped, "
+        "missed) or always.",
+    ),
+    KeySpec("timeout", "duration", "10s", description="Time limit for one request, all of it."),
     KeySpec("retry-count", "int", 3, description="Retries after a failed request."),
     KeySpec("retry-delay", "duration", "5s", description="Pause between retries."),
-    KeySpec("secret", secret=True, description="Signs the payload."),
-    KeySpec("allowed-hosts", "list", description="Hosts the URL may point to."),
-    KeySpec("template", description="A custom payload template."),
+    KeySpec("template", description="Body with `{placeholders}`, replacing the preset's; JSON when it starts "
+            "with `{` or `[`."),
+    KeySpec("link", description="A URL the message links to (logs, a dashboard)."),
+    KeySpec("link-text", description="The link's text (`View details`)."),
 )
+
 
 #: Job types that need at least one of several keys.
 ONE_OF: dict[str, tuple[str, ...]] = {"job-run": ("image", "container")}
 JOB_REFERENCE_KEYS: tuple[str, ...] = ("depends-on", "on-success", "on-failure")
+#: Keys whose targets a finished run triggers: a loop through them would never end.
+TRIGGER_KEYS: tuple[str, ...] = ("on-success", "on-failure")
+#: ``retry-on`` words (see ``ofelia_core.jobs.RETRY_ON_WORDS``).
+RETRY_ON_WORDS: frozenset[str] = frozenset({"failed", "timed-out", "timed_out", "timeout"})
+#: Starts the message of an unknown job reference (:func:`soften_unknown_references` finds it).
+UNKNOWN_JOB = "no job named"
 
 
 def job_keys(job_type: JobTypeSpec, extra_keys: Sequence[ConfigKeys]) -> dict[str, KeySpec]:
@@ -78,18 +105,8 @@ def validate_config(
     if config.global_.values:
         _check_keys(config.global_, global_keys(extra_keys), strict, out, None, "in [global]")
     _check_drivers(config.drivers, out)
-    webhook_table = {spec.name: spec for spec in WEBHOOK_KEYS}
     for webhook in config.webhooks.values():
-        _check_keys(webhook, webhook_table, strict, out, None, f'in [webhook "{webhook.name}"]')
-        if not webhook.values.get("url") and not webhook.values.get("preset"):
-            out.append(
-                Diagnostic(
-                    "error",
-                    webhook.location,
-                    f'webhook "{webhook.name}" needs a url (or a preset)',
-                    key="url",
-                )
-            )
+        out.extend(validate_webhook(webhook, strict=strict))
     for name, job in config.jobs.items():
         job_type = job_types.get(job.kind)
         if job_type is None:
@@ -106,6 +123,22 @@ def validate_config(
             continue
         _check_job(job, job_keys(job_type, extra_keys), strict, out)
     _check_references(config, out)
+    return out
+
+
+def validate_webhook(webhook: Section, *, strict: bool) -> list[Diagnostic]:
+    """Findings for one ``[webhook "name"]`` section: its keys, then what its preset needs."""
+    from ..notifiers.webhook.settings import problems  # the notifier owns the rules
+
+    out: list[Diagnostic] = []
+    where = f'in [webhook "{webhook.name}"]'
+    _check_keys(webhook, {spec.name: spec for spec in WEBHOOK_KEYS}, strict, out, None, where)
+    out = [d if where in d.message else replace(d, message=f"{d.message} {where}") for d in out]
+    if not any(d.level == "error" for d in out):
+        known = {spec.name for spec in WEBHOOK_KEYS}
+        values = {key: value for key, value in webhook.values.items() if key in known}
+        for key, message in problems(values):
+            out.append(Diagnostic("error", webhook.where(key), f"{message} {where}", key=key))
     return out
 
 
@@ -225,6 +258,7 @@ def _check_drivers(drivers: Section, out: list[Diagnostic]) -> None:
 
 def _check_references(config: Config, out: list[Diagnostic]) -> None:
     jobs = config.jobs
+    labels_possible = _reads_labels(config)
     for name, job in jobs.items():
         for key in JOB_REFERENCE_KEYS:
             if key not in job.values:
@@ -233,15 +267,18 @@ def _check_references(config: Config, out: list[Diagnostic]) -> None:
                 if target == name:
                     out.append(Diagnostic("error", job.where(key), "a job cannot refer to itself", job=name, key=key))
                 elif target not in jobs:
+                    out.append(_unknown_job(job, key, target, jobs, labels_possible))
+        if "retry-on" in job.values:
+            for word in to_list(job.values["retry-on"], split_commas=True):
+                if word.lower() not in RETRY_ON_WORDS:
                     out.append(
                         Diagnostic(
-                            "warning",
-                            job.where(key),
-                            f"no job named '{target}' is defined in the configuration files "
-                            "(fine if it comes from Docker labels)",
+                            "error",
+                            job.where("retry-on"),
+                            f"unknown outcome {word!r}; retry-on takes failed and timed-out",
                             job=name,
-                            key=key,
-                            suggestion=nearest(target, jobs),
+                            key="retry-on",
+                            suggestion=nearest(word.lower(), ("failed", "timed-out")),
                         )
                     )
         if "webhooks" in job.values:
@@ -259,16 +296,123 @@ def _check_references(config: Config, out: list[Diagnostic]) -> None:
                     )
     cycle = _dependency_cycle(config)
     if cycle:
-        first = jobs[cycle[0]]
+        first = jobs[_reported(cycle, config)]
         out.append(
             Diagnostic(
                 "error",
                 first.where("depends-on"),
                 "depends-on forms a cycle: " + " -> ".join([*cycle, cycle[0]]),
-                job=cycle[0],
+                job=first.name,
                 key="depends-on",
             )
         )
+    loop = trigger_loop(config)
+    if loop:
+        names = [name for name, _ in loop]
+        reported = _reported(names, config)
+        key = dict(loop)[reported]
+        steps = ", ".join(f"{name} {how} {names[(i + 1) % len(names)]}" for i, (name, how) in enumerate(loop))
+        out.append(
+            Diagnostic(
+                "error",
+                jobs[reported].where(key),
+                "on-success/on-failure triggers form a loop that would never end: "
+                + " -> ".join([*names, names[0]])
+                + f" ({steps}); use max-retries to run a failed job again",
+                job=reported,
+                key=key,
+            )
+        )
+
+
+def soften_unknown_references(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """``diagnostics`` with unknown-job errors made warnings: for the files alone when the
+    daemon also reads Docker labels (``--docker``), where the job may be a label job."""
+    return [
+        replace(d, level="warning") if d.level == "error" and d.message.startswith(UNKNOWN_JOB) else d
+        for d in diagnostics
+    ]
+
+
+def _unknown_job(
+    job: Section, key: str, target: str, jobs: Mapping[str, Section], labels_possible: bool
+) -> Diagnostic:
+    if labels_possible:
+        return Diagnostic(
+            "warning",
+            job.where(key),
+            f"{UNKNOWN_JOB} '{target}' is defined in the configuration files (fine if it comes from Docker labels)",
+            job=job.name,
+            key=key,
+            suggestion=nearest(target, jobs),
+        )
+    return Diagnostic(
+        "error",
+        job.where(key),
+        f"{UNKNOWN_JOB} '{target}'; jobs: {', '.join(sorted(jobs))}",
+        job=job.name,
+        key=key,
+        suggestion=nearest(target, jobs),
+    )
+
+
+def _reads_labels(config: Config) -> bool:
+    """Whether [global] turns Docker labels on (a bad value is reported elsewhere)."""
+    try:
+        return to_bool(config.global_.values.get("docker", False))
+    except ValueError:
+        return False
+
+
+def _reported(cycle: Sequence[str], config: Config) -> str:
+    """The job a cycle is reported on: a label job if there is one (the merge drops that
+    job, never a file's), else the first."""
+    for name in cycle:
+        section = config.jobs[name]
+        if section.location.source.startswith("label"):
+            return name
+    return cycle[0]
+
+
+def trigger_loop(config: Config) -> list[tuple[str, str]] | None:
+    """One loop of on-success/on-failure triggers between defined jobs, as (job, key) steps,
+    if any (self-triggers are reported elsewhere).
+
+    Every loop is refused, on-failure ones too: a job that keeps failing would trigger
+    its own trigger for ever. (Retrying is what ``max-retries`` is for, and it ends.)
+    """
+    edges: dict[str, list[tuple[str, str]]] = {}
+    for name, job in config.jobs.items():
+        edges[name] = [
+            (target, key)
+            for key in TRIGGER_KEYS
+            for target in to_list(job.values.get(key, []), split_commas=True)
+            if target in config.jobs and target != name
+        ]
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[tuple[str, str]] = []  # (job, the key of the edge taken from it)
+
+    def visit(node: str) -> list[tuple[str, str]] | None:
+        state[node] = 1
+        for target, key in edges[node]:
+            path.append((node, key))
+            if state.get(target) == 1:
+                start = next(i for i, (name, _) in enumerate(path) if name == target)
+                return path[start:]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+            path.pop()
+        state[node] = 2
+        return None
+
+    for name in edges:
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None
 
 
 def _dependency_cycle(config: Config) -> list[str] | None:

@@ -152,19 +152,39 @@ class Dispatcher:
         item = _queued(job, trigger, scheduled_at)
         return self._admit(item) or item.run
 
-    def _admit(self, item: _Queued) -> Run | None:
+    def submit_run(self, job: Job, run: Run, *, held: bool = False) -> Run:
+        """Queue ``run`` (built by the caller: a retry, a chain) and return it, already final
+        when refused. ``held``: a :meth:`hold` taken for it passes to the queued run."""
+        return self._admit(_Queued(job, run.trigger, run.scheduled_at, run, job.no_overlap), held=held) or run
+
+    def hold(self, job: Job) -> bool:
+        """For a no-overlap job, count a run as in progress (a pending retry) until
+        :meth:`submit_run` with ``held`` or :meth:`release_hold`; False for other jobs."""
+        if not job.no_overlap:
+            return False
         with self._lock:
-            reason = self._refusal(item)
+            self._per_job[job.name] = self._per_job.get(job.name, 0) + 1
+        return True
+
+    def release_hold(self, job: Job) -> None:
+        with self._lock:
+            self._release(job.name)
+
+    def _admit(self, item: _Queued, *, held: bool = False) -> Run | None:
+        with self._lock:
+            reason = self._refusal(item, held=held)
             if reason is None:
-                self._push(item)
+                self._push(item, counted=held)
                 self._wake_one()
                 return None
+            if held and item.no_overlap:
+                self._release(item.job.name)
             closed = self._closed
         state = RunState.CANCELLED if closed else RunState.SKIPPED
         return self.executor.record_not_run(item.job, item.run, state, reason)
 
-    def _push(self, item: _Queued) -> None:
-        if item.no_overlap:
+    def _push(self, item: _Queued, *, counted: bool = False) -> None:
+        if item.no_overlap and not counted:
             name = item.job.name
             self._per_job[name] = self._per_job.get(name, 0) + 1
         self._queue.append(item)
@@ -178,11 +198,12 @@ class Dispatcher:
         waiting_allowed = 0 if self.overflow == "skip" else self.queue_size
         return max(0, free + waiting_allowed - len(self._queue))
 
-    def _refusal(self, item: _Queued) -> str | None:
-        """Why ``item`` cannot be queued now, or None. Called with the lock held."""
+    def _refusal(self, item: _Queued, *, held: bool = False) -> str | None:
+        """Why ``item`` cannot be queued now, or None. Called with the lock held.
+        ``held``: the item's no-overlap slot is already counted (a retry's hold)."""
         if self._closed:
             return "the scheduler is shutting down"
-        if item.no_overlap and self._per_job.get(item.job.name):
+        if item.no_overlap and not held and self._per_job.get(item.job.name):
             return "no-overlap: the previous run is still running"
         if self.max_concurrent:
             free = self._idle + self.max_concurrent - self._workers

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..history import HistoryStore
     from ..jobs import Job
     from ..plugins import OfeliaHooks
+    from .policies import PolicyEngine
 
 
 class CoreExecution:
@@ -63,6 +64,9 @@ class RunExecutor:
         self.history = history
         self.now = now
         self.log = logger
+        #: Set by :class:`~.policies.PolicyEngine`: it is called for runs of these jobs only.
+        self.policy: PolicyEngine | None = None
+        self.policy_names: frozenset[str] = frozenset()
         registered = hooks.pm.get_plugin(CoreExecution.PLUGIN_NAME)
         if isinstance(registered, CoreExecution):
             self.core = registered
@@ -118,6 +122,11 @@ class RunExecutor:
         return run
 
     def _finish(self, job: Job, run: Run, *, started: bool) -> None:
+        # Jobs without a policy pay one set look-up (none at all when no job has one).
+        names = self.policy_names
+        policy = self.policy if names and job.name in names else None
+        if policy is not None and started:
+            policy.before_end(job, run)  # sets will_retry before anyone sees the record
         # The record is committed before the run is reported finished: a crash
         # after the "Finished" line can lose nothing.
         if self.history is not None:
@@ -128,6 +137,11 @@ class RunExecutor:
         self.drivers.metrics.record_run(job.name, str(run.state), run.duration or 0.0)
         self.log.log("INFO" if run.state == RunState.SUCCESS else "WARNING", finished_line(run))
         self.hooks.observe_run_end(job, run)
+        if policy is not None:
+            try:
+                policy.after_end(job, run)
+            except Exception:  # a policy bug must not fail the worker; the run is recorded
+                self.log.exception(f"{job_prefix(run)} run policies failed")
 
 
 def finished_line(run: Run) -> str:

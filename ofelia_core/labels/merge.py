@@ -6,6 +6,9 @@ labels are kept) and on a label change (the files are kept):
 - a job name defined in a file and by labels: the file's job is used, and a
   warning names both;
 - a ``[global]`` key set in a file and by a label: the file's value is used;
+- a webhook defined in a file and by labels: the file's is used, and a warning
+  says so (labels cannot take over a webhook's URL); a label webhook with an
+  error is left out, never the rest;
 - the result is validated with the files' rules (:func:`validate_config`);
   a label job with an error is left out, and so is a label global key with
   an error, never the rest. A ``depends-on`` cycle through label jobs drops
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from ofelia_hookspecs.types import ConfigKeys, JobTypeSpec
 
 from ..config.model import Config, Diagnostic, Section
-from ..config.validate import _dependency_cycle, validate_config
+from ..config.validate import _dependency_cycle, validate_config, validate_webhook
 from .parse import LabelConfig
 
 LABEL_SOURCE = "docker labels"
@@ -53,13 +56,14 @@ def merge_labels(
         drivers=files.drivers,
         concerns=files.concerns,
         jobs=dict(files.jobs),
-        webhooks=files.webhooks,
+        webhooks=dict(files.webhooks),
     )
     if labels is None:
         return MergedConfig(config)
     config.sources.append(LABEL_SOURCE)
     out = MergedConfig(config, list(labels.diagnostics), rejected=list(labels.rejected))
     label_globals = _add_globals(config, labels, out.diagnostics)
+    _add_webhooks(config, files, labels, out.diagnostics, strict)
     for name, section in labels.jobs.items():
         first = files.jobs.get(name)
         if first is not None:
@@ -81,6 +85,30 @@ def merge_labels(
 
 def _copy(section: Section) -> Section:
     return Section(section.kind, section.name, section.location, dict(section.values), dict(section.locations))
+
+
+def _add_webhooks(
+    config: Config, files: Config, labels: LabelConfig, diagnostics: list[Diagnostic], strict: bool
+) -> None:
+    for name, section in labels.webhooks.items():
+        first = files.webhooks.get(name)
+        if first is not None:
+            diagnostics.append(
+                Diagnostic(
+                    "warning",
+                    section.location,
+                    f'a [webhook "{name}"] is defined at {first.location} too: the file\'s webhook is used',
+                )
+            )
+            continue
+        findings = validate_webhook(section, strict=strict)
+        diagnostics.extend(findings)
+        if any(finding.level == "error" for finding in findings):
+            diagnostics.append(
+                Diagnostic("error", section.location, f'webhook "{name}" has an error and is not used')
+            )
+            continue
+        config.webhooks[name] = section
 
 
 def _add_globals(config: Config, labels: LabelConfig, diagnostics: list[Diagnostic]) -> set[str]:

@@ -15,7 +15,11 @@ Rules (docs/configuration.md, "Docker labels"):
 - ``volume``, ``environment``, ``volumes-from`` (and the other list keys) may
   be a JSON array of strings;
 - values stay strings: validation converts booleans and numbers as it does
-  for INI values.
+  for INI values;
+- ``ofelia.webhook.<name>.<key>`` defines a ``[webhook "name"]`` section, on the
+  service container only: a webhook's URL decides where job output is sent, so
+  whoever can label an app container must not set one. On any other container
+  such a label is an error naming the container and the label, and is ignored.
 
 Containers are read oldest first (then by name), so when two containers
 define the same job name the one created first keeps it, whatever the order
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..config.kinds import BUILTIN_JOB_TYPES, is_job_kind
+from ..config.kinds import BUILTIN_JOB_TYPES, WEBHOOK, is_job_kind
 from ..config.model import Diagnostic, Location, Section
 from ..config.suggest import nearest
 
@@ -135,6 +139,8 @@ class LabelConfig:
     #: Jobs by name; each section's locations name the label, the container and the key.
     jobs: dict[str, Section] = field(default_factory=dict)
     global_: Section = field(default_factory=lambda: Section("global", None, Location("docker labels")))
+    #: ``[webhook "name"]`` sections from the service container's ``ofelia.webhook.NAME.KEY`` labels.
+    webhooks: dict[str, Section] = field(default_factory=dict)
     #: Findings of the parse; an error with a ``job`` means that job was left out.
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: Names of the enabled containers read, oldest first.
@@ -153,6 +159,9 @@ class LabelConfig:
                 for name, s in self.jobs.items()
             },
             "global": [self.global_.values, {k: str(v) for k, v in self.global_.locations.items()}],
+            "webhooks": {
+                name: [s.values, {k: str(v) for k, v in s.locations.items()}] for name, s in self.webhooks.items()
+            },
             "diagnostics": [str(d) for d in self.diagnostics],
         }
         text = json.dumps(data, sort_keys=True, default=str)
@@ -239,6 +248,7 @@ class _Reader:
         self.global_keys = global_keys
         self.out = out
         self.owners = owners
+        self.webhook_owners: dict[str, str] = {}
 
     def read(self, container: LabelledContainer) -> None:
         jobs: dict[tuple[str, str], _JobLabels] = {}
@@ -250,6 +260,9 @@ class _Reader:
                 self._global(container, label, parts[0].lower())
                 continue
             kind = parts[0].lower()
+            if kind == WEBHOOK:
+                self._webhook(container, label, parts)
+                continue
             if kind not in self.job_types and not is_job_kind(kind):
                 self._warn(
                     container,
@@ -312,6 +325,50 @@ class _Reader:
             )
             return
         target.set(key, container.labels[label], where, repeatable=False)
+
+    # --- webhooks ------------------------------------------------------------------
+
+    def _webhook(self, container: LabelledContainer, label: str, parts: list[str]) -> None:
+        where = _where(label, container)
+        if not container.is_service:
+            self.out.diagnostics.append(
+                Diagnostic(
+                    "error",
+                    where,
+                    f"webhook labels are read only from the scheduler's own container (labelled "
+                    f"{SERVICE_LABEL}=true), and container '{container.name}' is not it: a webhook decides "
+                    "where job output is sent; define it there or in the config file. This label is ignored",
+                )
+            )
+            return
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            self.out.diagnostics.append(
+                Diagnostic(
+                    "error",
+                    where,
+                    "a webhook label reads ofelia.webhook.<name>.<key> (the name cannot contain a dot); "
+                    "this one is ignored",
+                )
+            )
+            return
+        name, key = parts[1], parts[2].lower()
+        owner = self.webhook_owners.setdefault(name, container.name)
+        if owner != container.name:
+            self.out.diagnostics.append(
+                Diagnostic(
+                    "error",
+                    where,
+                    f"webhook '{name}' is already defined by the labels of container '{owner}' "
+                    "(created earlier), which is kept; this label is ignored",
+                    key=key,
+                )
+            )
+            return
+        section = self.out.webhooks.get(name)
+        if section is None:
+            location = Location(f"labels ofelia.webhook.{name}.* on container '{container.name}'")
+            section = self.out.webhooks[name] = Section(WEBHOOK, name, location)
+        section.set(key, container.labels[label], where, repeatable=False)
 
     # --- jobs ----------------------------------------------------------------------
 

@@ -209,10 +209,15 @@ def test_references(tmp_path: Path) -> None:
         '[job-local "b"]\nschedule = @daily\ncommand = ls\n'
     )
     findings = check(tmp_path, text)
+    # An unknown job is an error (run policies would silently do nothing) ...
     assert [(d.level, d.key, d.suggestion) for d in findings] == [
-        ("warning", "on-failure", "b"),
+        ("error", "on-failure", "b"),
         ("warning", "webhooks", "ops"),
     ]
+    assert findings[0].location.line == 7 and "no job named 'bb'; jobs: a, b" in findings[0].message
+    # ... unless Docker labels are read: it may be a label job (the merge checks it again).
+    findings = check(tmp_path, "[global]\ndocker = true\n" + text)
+    assert [(d.level, d.key) for d in findings] == [("warning", "on-failure"), ("warning", "webhooks")]
 
 
 def test_self_reference_and_cycles(tmp_path: Path) -> None:

@@ -164,12 +164,12 @@ def test_a_dotted_job_name_is_rejected() -> None:
 
 
 def test_a_label_without_key_or_name_is_an_error_and_odd_labels_warn() -> None:
-    parsed = parse(service({"ofelia.job-exec.backup": "x", "ofelia.webhook.w.url": "http://x",
+    parsed = parse(service({"ofelia.job-exec.backup": "x", "ofelia.hook.w.url": "http://x",
                             "ofelia.job-exce.b.schedule": "@daily"}))
     assert parsed.jobs == {"b": parsed.jobs["b"]}  # an unknown job-* type reaches validation
     text = "\n".join(messages(parsed.diagnostics))
     assert "error: label ofelia.job-exec.backup on container 'ofelia'" in text
-    assert "label ofelia.webhook.w.url on container 'ofelia': is not an ofelia label" in text
+    assert "label ofelia.hook.w.url on container 'ofelia': is not an ofelia label" in text
     merged = merge(parsed)
     assert merged.rejected == ["b"]
     assert any("unknown job type 'job-exce'" in m and "did you mean 'job-exec'" in m

@@ -43,6 +43,29 @@ def test_the_job_table_shows_schedule_next_and_last_run(make_rig: Callable[..., 
     assert last["exit_code"] == 0
 
 
+def test_the_job_table_matches_its_published_schema_field_for_field(make_rig: Callable[..., Rig]) -> None:
+    # The route serializes plain dicts for speed: the body must still be exactly JobOut's shape, and
+    # the OpenAPI schema must still say so.
+    from pydantic import TypeAdapter
+
+    from ofelia_core.web.routes_jobs import JobOut
+
+    rig = make_rig()
+    auth = rig.bearer()
+    client = rig.client()
+    run_id = client.post("/api/jobs/run", json={"name": "hello"}, headers=auth).json()["id"]
+    assert wait_for(lambda: finished(rig, auth, "hello", run_id) is not None)
+    response = client.get("/api/jobs", headers=auth)
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    strict = TypeAdapter(list[JobOut]).validate_python(body, strict=True)
+    assert [job.model_dump() for job in strict] == body  # no field missing, none extra, none retyped
+    assert {job.name: job.last_run is not None for job in strict} == {"hello": True, "later": False}
+    schema = client.get("/openapi.json", headers=auth).json()
+    ok = schema["paths"]["/api/jobs"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["type"] == "array" and ok["items"]["$ref"].endswith("/JobOut")
+
+
 def test_run_now_returns_the_run_id_and_the_history_holds_its_output(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()
     auth = rig.bearer()

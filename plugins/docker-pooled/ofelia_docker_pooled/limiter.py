@@ -42,7 +42,7 @@ class Overloaded(DockerError):
 
 class RequestLimiter:
     def __init__(
-        self, limit: int, queue_timeout: float, stream_hold: float = 2.0,
+        self, limit: int, queue_timeout: float, stream_hold: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit

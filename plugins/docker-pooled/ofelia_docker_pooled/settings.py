@@ -70,7 +70,7 @@ class PooledSettings:
     #: How long a call waits for a request slot or a connection before failing.
     request_queue_timeout: float = 60.0
     #: How long a new stream keeps its request slot while waiting for its first bytes.
-    stream_slot_hold: float = 2.0
+    stream_slot_hold: float = 10.0
     #: Consecutive engine failures that open the circuit.
     breaker_failure_threshold: int = 10
     #: How long the circuit stays open before it lets trial calls through.

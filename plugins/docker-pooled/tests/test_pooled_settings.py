@@ -17,6 +17,8 @@ def test_defaults_are_the_seeds() -> None:
     assert (settings.breaker_failure_threshold, settings.breaker_open_timeout,
             settings.breaker_half_open_max_calls) == (10, 30.0, 1)
     assert settings.api_version == "auto" and settings.tls is None
+    # Ours, not the seed's: long enough for an exec to be spawned under overload (docs/benchmarks.md).
+    assert (settings.stream_slot_hold, settings.request_queue_timeout) == (10.0, 60.0)
 
 
 def test_section_keys_accept_numbers_strings_and_go_durations() -> None:

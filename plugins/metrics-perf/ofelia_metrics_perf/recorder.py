@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -37,6 +37,7 @@ from prometheus_client.metrics_core import (
 
 from . import names as n
 from .alerts import BREAKER_OPEN, BUFFER_HIT_RATE, DOCKER_P95, TOKEN_GROWTH, Alerts, Reading
+from .exposition import text_exposition
 from .process import ProcessFigures, ProcessSampler
 from .settings import PerfSettings
 from .sketch import DEFAULT_GAMMA, MIN_VALUE, ZERO_KEY, LatencySeries, LogBuckets, PromBuckets, quantiles
@@ -324,7 +325,7 @@ class PerformanceRecorder:
         self._process.sample()
         self.evaluate()
         if fmt == "prometheus":
-            return generate_latest(self._registry).decode("utf-8")
+            return text_exposition(self._registry.collect())
         document = self.document()
         try:
             return json.dumps(document, allow_nan=False, default=str)

@@ -494,3 +494,46 @@ def test_no_sampler_with_interval_zero(build: Build) -> None:
     recorder = build(sample_interval="0")
     assert recorder.sampler_thread is None
     assert len(sampler_threads()) == before
+
+
+def test_the_exposition_is_byte_for_byte_prometheus_clients(build: Build) -> None:
+    # The driver writes the text format itself for speed; prometheus_client's generate_latest is the
+    # reference, over the recorder's own families and families with every odd case.
+    from ofelia_metrics_perf.exposition import text_exposition
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.metrics_core import (
+        CounterMetricFamily,
+        GaugeHistogramMetricFamily,
+        GaugeMetricFamily,
+        InfoMetricFamily,
+        Metric,
+    )
+
+    recorder = build()
+    feed(recorder)
+    recorder.record_run("line\nbreak", "failed", float("inf"))
+    recorder.set_gauge("not_a_number", float("nan"), {"b": "2", "a": 'x"y\\z'})
+    odd_counter = CounterMetricFamily("odd", "Help with \\ and\nnewline.", labels=["job"], created=12.5)
+    odd_counter.add_metric(["ä ünïcode"], 3, created=1.0, timestamp=1700000000.123)
+    info = InfoMetricFamily("build", "Build info.", value={"version": "1.0"})
+    gauge_histogram = GaugeHistogramMetricFamily("queue", "Queue.", buckets=[("1", 2), ("+Inf", 3)], gsum_value=4)
+    untyped = Metric("plain", "Untyped.", "unknown")
+    untyped.add_sample("plain", {}, -0.0)
+    numbers = GaugeMetricFamily("numbers", "Numbers around the formatting switch.", labels=["n"])
+    for number in (0, -0.0, 1, 2.5, 999999.9, 1e6, 1234567, -1e6, -1234567.5, 1e-7, 3e15, float("-inf"), True):
+        numbers.add_metric([repr(number)], number)
+    extra = [odd_counter, info, gauge_histogram, untyped, numbers, GaugeMetricFamily("big", "Big.", value=1e22)]
+
+    class Families:
+        def __init__(self, families: list[Metric]) -> None:
+            self.families = families
+
+        def collect(self) -> list[Metric]:
+            return self.families
+
+    families = [*recorder._registry.collect(), *extra]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families(families))  # type: ignore[arg-type]
+    expected = generate_latest(registry).decode("utf-8")
+    assert text_exposition(families) == expected
+    assert "ofelia_job_runs_total" in expected and "odd_created" in expected and "queue_gsum" in expected

@@ -1,0 +1,292 @@
+"""Ofelia's mail notifier: one message per finished run, with its stdout, stderr and JSON.
+
+As Ofelia: subject ``[Execution {status}] Job {name} finished in {duration}`` (status
+``successful``, ``failed`` or ``skipped``; the duration as Go prints it, ``1.5s``), an
+HTML body naming the job, status, duration and command, the recipients from the
+comma-separated ``email-to``, a ``%`` (or ``%s``) in ``email-from`` replaced by the host
+name, ``smtp-tls-skip-verify``, and ``mail-only-on-error``. The mail is sent only when
+``smtp-host`` and ``email-to`` are both set.
+
+Where it differs (see docs/notifications.md): the JSON attachment is ``NAME_ID.json``
+(Ofelia names it ``.stderr.json``); an empty stdout or stderr is not attached (some servers
+reject empty attachments, as Ofelia's fork found); TLS follows ``smtp-tls``; a password is
+never sent over an unencrypted connection to another host unless ``smtp-tls = none``; a
+failed send is retried (``mail-retry-count``, ``mail-retry-delay``).
+
+Registered on the ``ofelia`` entry-point group (``mail``); imports only ``ofelia_hookspecs``.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import json
+import re
+import smtplib
+import ssl
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from ofelia_hookspecs import hookimpl
+from ofelia_hookspecs.settings import format_duration, parse_duration
+from ofelia_hookspecs.types import KeySpec, Notice, NotifierContext, NotifierSpec
+
+NAME = "mail"
+TLS_MODES = ("auto", "none", "starttls", "implicit")
+#: The port where ``smtp-tls = auto`` speaks TLS from the first byte (SMTPS).
+IMPLICIT_TLS_PORT = 465
+
+MAIL_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("smtp-host", description="SMTP server; mail is sent only when this and `email-to` are set."),
+    KeySpec("smtp-port", "int", 25, description="SMTP port."),
+    KeySpec("smtp-user", description="User name to log in with; no login when empty."),
+    KeySpec("smtp-password", description="Password of `smtp-user`.", secret=True),
+    KeySpec("smtp-tls-skip-verify", "bool", False, description="Do not verify the SMTP server's certificate."),
+    KeySpec(
+        "smtp-tls", default="auto", choices=TLS_MODES,
+        description="`auto`: TLS from the start on port 465, else STARTTLS when the server offers it; "
+        "`starttls`: STARTTLS or fail; `implicit`: TLS from the start; `none`: never TLS.",
+    ),
+    KeySpec("smtp-timeout", "duration", "30s", description="Time limit for each step of talking to the server."),
+    KeySpec("email-to", "list", description="Recipients, comma-separated (or repeated)."),
+    KeySpec("email-from", description="Sender; a `%` (or `%s`) becomes the host name; `ofelia@HOST` when empty."),
+    KeySpec("mail-only-on-error", "bool", False, description="Mail only failed, timed-out or cancelled runs."),
+    KeySpec("mail-retry-count", "int", 2, description="Retries of a mail that could not be sent."),
+    KeySpec("mail-retry-delay", "duration", "30s", description="Pause before each retry."),
+)
+
+_UNSAFE_FILE_CHARS = re.compile(r"[^\w.@+=-]")
+
+
+class MailError(Exception):
+    """The mail was not sent; the message never holds the password."""
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    host: str
+    port: int
+    to: tuple[str, ...]
+    sender: str
+    user: str = ""
+    password: str = ""
+    tls: str = "auto"
+    skip_verify: bool = False
+    timeout: float = 30.0
+    only_on_error: bool = False
+    retry_count: int = 2
+    retry_delay: float = 30.0
+
+
+class MailNotifier:
+    """One job's mail destination."""
+
+    def __init__(self, settings: MailSettings) -> None:
+        self.settings = settings
+        self.name = NAME
+        self.retry_count = settings.retry_count
+        self.retry_delay = settings.retry_delay
+
+    def wants(self, notice: Notice) -> bool:
+        return notice.failed or not self.settings.only_on_error
+
+    def send(self, notice: Notice) -> None:
+        deliver(self.settings, compose(notice, self.settings))
+
+
+# --- the message -----------------------------------------------------------------------
+
+
+def status_word(notice: Notice) -> str:
+    """Ofelia's words: ``skipped`` (skipped, missed), ``failed`` (failed, timed out, cancelled), else ``successful``."""
+    if notice.skipped:
+        return "skipped"
+    return "failed" if notice.failed else "successful"
+
+
+def subject(notice: Notice) -> str:
+    return f"[Execution {status_word(notice)}] Job {notice.job_name} finished in {format_duration(notice.duration)}"
+
+
+def sender(email_from: str, hostname: str) -> str:
+    if not email_from:
+        return f"ofelia@{hostname}"
+    return email_from.replace("%s", hostname).replace("%", hostname)
+
+
+def attachment_base(notice: Notice) -> str:
+    """``NAME_ID`` as Ofelia names attachments, with characters unsafe in a file name replaced."""
+    return f"{_UNSAFE_FILE_CHARS.sub('_', notice.job_name)}_{notice.run_id}"
+
+
+def compose(notice: Notice, settings: MailSettings) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = subject(notice)
+    message["From"] = sender(settings.sender, notice.hostname)
+    message["To"] = ", ".join(settings.to)
+    message["Date"] = formatdate(localtime=True)
+    message["Message-ID"] = make_msgid(domain=notice.hostname or "localhost")  # no DNS lookup for the FQDN
+    text, markup = _body(notice)
+    message.set_content(text)
+    message.add_alternative(markup, subtype="html")
+    base = attachment_base(notice)
+    if notice.stdout:
+        message.add_attachment(notice.stdout, maintype="text", subtype="plain", filename=f"{base}.stdout.log")
+    if notice.stderr:
+        message.add_attachment(notice.stderr, maintype="text", subtype="plain", filename=f"{base}.stderr.log")
+    document = json.dumps(notice.document, indent=2, default=str) + "\n"
+    message.add_attachment(document.encode(), maintype="application", subtype="json", filename=f"{base}.json")
+    return message
+
+
+def _body(notice: Notice) -> tuple[str, str]:
+    command = _command(notice)
+    status, duration = status_word(notice), format_duration(notice.duration)
+    lines = [f"Job {notice.job_name}, Execution {status} in {duration}, command: {command}"]
+    extra: list[str] = []
+    if notice.error:
+        extra.append(f"Error: {notice.error}")
+    if notice.suppressed:
+        extra.append(f"{notice.suppressed} earlier notification(s) of this job were suppressed by notify-cooldown.")
+    text = "\n".join([*lines, *extra]) + "\n"
+    markup = (
+        f"<p>Job <b>{html.escape(notice.job_name)}</b>, Execution <b>{status}</b> in <b>{duration}</b>, "
+        f"command: <pre>{html.escape(command)}</pre></p>\n"
+        + "".join(f"<p>{html.escape(line)}</p>\n" for line in extra)
+    )
+    return text, markup
+
+
+def _command(notice: Notice) -> str:
+    job = notice.document.get("job")
+    config = job.get("config") if isinstance(job, Mapping) else None
+    command = config.get("command") if isinstance(config, Mapping) else None
+    return "" if command is None else str(command)
+
+
+# --- the delivery ----------------------------------------------------------------------
+
+
+def deliver(settings: MailSettings, message: EmailMessage) -> None:
+    """Send ``message``; raises :class:`MailError` or the ``smtplib``/socket error."""
+    context = _ssl_context(settings.skip_verify)
+    implicit = settings.tls == "implicit" or (settings.tls == "auto" and settings.port == IMPLICIT_TLS_PORT)
+    client: smtplib.SMTP
+    if implicit:
+        client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
+    else:
+        client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+    with client:
+        client.ehlo()
+        encrypted = implicit
+        if not implicit and settings.tls != "none":
+            if client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+                encrypted = True
+            elif settings.tls == "starttls":
+                raise MailError(f"{settings.host}:{settings.port} does not offer STARTTLS (smtp-tls = starttls)")
+        if settings.user:
+            if not encrypted and settings.tls != "none" and not _peer_is_loopback(client):
+                raise MailError(
+                    f"{settings.host}:{settings.port} offers no TLS; not sending the password in clear text "
+                    "(set smtp-tls = none to allow it)"
+                )
+            client.login(settings.user, settings.password)
+        client.send_message(message)
+
+
+def _ssl_context(skip_verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if skip_verify:  # smtp-tls-skip-verify: the user's explicit choice, as in Ofelia
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _peer_is_loopback(client: smtplib.SMTP) -> bool:
+    try:
+        address = client.sock.getpeername()[0] if client.sock is not None else ""
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def recipients(value: Any) -> tuple[str, ...]:
+    items: Iterable[Any] = value if isinstance(value, list | tuple) else [value]
+    return tuple(part.strip() for item in items if item for part in str(item).split(",") if part.strip())
+
+
+def settings_from(values: Mapping[str, Any]) -> MailSettings | None:
+    """``None`` when mail is not configured (no ``smtp-host`` or no ``email-to``)."""
+    host = str(values.get("smtp-host") or "").strip()
+    to = recipients(values.get("email-to"))
+    if not host or not to:
+        return None
+    raw_port = values.get("smtp-port")
+    port = 25 if raw_port in (None, "") else int(raw_port)
+    if not 0 < port < 65536:
+        raise ValueError(f"smtp-port must be between 1 and 65535, got {port}")
+    tls = str(values.get("smtp-tls") or "auto").strip().lower()
+    if tls not in TLS_MODES:
+        raise ValueError(f"smtp-tls must be one of {', '.join(TLS_MODES)}, got {tls!r}")
+    return MailSettings(
+        host=host,
+        port=port,
+        to=to,
+        sender=str(values.get("email-from") or ""),
+        user=str(values.get("smtp-user") or ""),
+        password=str(values.get("smtp-password") or ""),
+        tls=tls,
+        skip_verify=bool(values.get("smtp-tls-skip-verify")),
+        timeout=float(values.get("smtp-timeout") or 30.0),
+        only_on_error=bool(values.get("mail-only-on-error")),
+        retry_count=int(values.get("mail-retry-count") or 0),
+        retry_delay=float(values.get("mail-retry-delay") or 0.0),
+    )
+
+
+def build(settings: Mapping[str, Any], context: NotifierContext) -> Sequence[MailNotifier]:
+    mail = settings_from(settings)
+    return [] if mail is None else [MailNotifier(mail)]
+
+
+def check(settings: Mapping[str, Any]) -> list[str]:
+    """Mail keys that are set but cannot send (an empty ``email-to`` alone turns mail off: no warning)."""
+    host = str(settings.get("smtp-host") or "").strip()
+    to = recipients(settings.get("email-to"))
+    if host and to:
+        return []
+    defaults = {key.name: key.default for key in MAIL_KEYS}
+    meaningful = [
+        key.name for key in MAIL_KEYS
+        if settings.get(key.name) not in (None, "", [], [""]) and not _is_default(key, settings.get(key.name), defaults)
+    ]
+    if not meaningful:
+        return []
+    missing = " and ".join(name for name, value in (("smtp-host", host), ("email-to", to)) if not value)
+    return [f"{', '.join(meaningful)} set but {missing} not: no mail is sent"]
+
+
+def _is_default(key: KeySpec, value: Any, defaults: Mapping[str, Any]) -> bool:
+    default = defaults[key.name]
+    if key.kind == "duration" and isinstance(value, float):
+        return value == parse_duration(str(default))
+    return bool(value == default)
+
+
+@hookimpl
+def ofelia_register_notifiers() -> list[NotifierSpec]:
+    return [
+        NotifierSpec(
+            NAME, MAIL_KEYS, build,
+            description="Mail each run's result with its output attached (Ofelia's mail middleware).",
+            check=check,
+        )
+    ]

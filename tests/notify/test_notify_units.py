@@ -1,0 +1,312 @@
+"""The pieces of notifications on their own: Ofelia's override rule, the cooldown, the delivery
+queue and its worker, the mail message, and the history's delivery records."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ofelia_hookspecs.types import KeySpec, Notice, NotifierSpec
+from polling import wait_for
+
+from ofelia_core.history import SCHEMA_VERSION, HistoryStore
+from ofelia_core.notifiers import mail
+from ofelia_core.notify.cooldown import Cooldown
+from ofelia_core.notify.queue import Delivery, DeliveryQueue, Outcome, scrub
+from ofelia_core.notify.settings import own_values, resolve, secret_values
+from ofelia_core.runs import Run, RunState
+
+SPEC = NotifierSpec(
+    "demo",
+    (KeySpec("demo-url", secret=True), KeySpec("demo-only-on-error", "bool", False),
+     KeySpec("demo-delay", "duration", "5s"), KeySpec("demo-to", "list")),
+    build=lambda settings, context: [],
+)
+
+
+def notice(job: str = "job", run_id: str = "0123456789ab", state: str = "success", **extra: Any) -> Notice:
+    values: dict[str, Any] = dict(
+        job_name=job, job_type="job-local", run_id=run_id, state=state, trigger="schedule", attempt=1,
+        scheduled_at=None, started_at=100.0, ended_at=101.5, exit_code=0, error=None, stdout=b"out\n",
+        stderr=b"", document={"run": {"id": run_id}, "job": {"name": job, "config": {"command": "echo <hi>"}}},
+        hostname="box",
+    )
+    values.update(extra)
+    return Notice(**values)
+
+
+# --- Ofelia's rule ---------------------------------------------------------------------------
+
+
+def test_a_job_without_its_own_keys_takes_the_global_values_typed() -> None:
+    settings = resolve(SPEC, {}, {"demo-url": "http://g", "demo-only-on-error": "true", "demo-delay": "1m"})
+    assert settings == {"demo-url": "http://g", "demo-only-on-error": True, "demo-delay": 60.0, "demo-to": None}
+
+
+def test_one_key_of_the_jobs_own_replaces_every_global_value_of_that_notifier() -> None:
+    global_values = {"demo-url": "http://g", "demo-only-on-error": "true", "demo-to": "a@x"}
+    settings = resolve(SPEC, {"demo-only-on-error": False}, global_values)
+    assert settings == {"demo-url": None, "demo-only-on-error": False, "demo-delay": 5.0, "demo-to": None}
+
+
+def test_own_values_are_the_keys_the_section_names_not_its_defaults() -> None:
+    options = {"demo-url": None, "demo-only-on-error": False, "demo-delay": 5.0, "schedule": "@daily"}
+    assert own_values(SPEC, options, explicit={"schedule"}) == {}
+    assert own_values(SPEC, options, explicit={"schedule", "demo-delay"}) == {"demo-delay": 5.0}
+    assert own_values(SPEC, {"demo-url": "x", "other": 1}) == {"demo-url": "x"}
+
+
+def test_a_value_of_the_wrong_kind_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        resolve(SPEC, {}, {"demo-delay": "soon"})
+
+
+def test_secret_values_are_collected_for_scrubbing() -> None:
+    assert secret_values(SPEC, {"demo-url": "http://hook/T0KEN", "demo-to": ["a"]}) == ("http://hook/T0KEN",)
+    assert scrub("POST http://hook/T0KEN failed", ["http://hook/T0KEN", ""]) == "POST <redacted> failed"
+
+
+# --- cooldown ----------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cooldown_suppresses_within_the_period_and_reports_the_count_after_it() -> None:
+    clock = Clock()
+    cooldown = Cooldown(60.0, clock=clock)
+    queued: list[int] = []
+
+    def enqueue(count: int) -> bool:
+        queued.append(count)
+        return True
+
+    assert cooldown.admit("a", "mail", enqueue) == "queued"
+    clock.now += 30
+    assert cooldown.admit("a", "mail", enqueue) == "suppressed"
+    assert cooldown.admit("a", "mail", enqueue) == "suppressed"
+    assert cooldown.admit("a", "slack", enqueue) == "queued"  # per notifier
+    assert cooldown.admit("b", "mail", enqueue) == "queued"  # per job
+    clock.now += 31
+    assert cooldown.admit("a", "mail", enqueue) == "queued"
+    assert queued == [0, 0, 0, 2]
+
+
+def test_a_dropped_notice_neither_starts_the_period_nor_loses_the_count() -> None:
+    clock = Clock()
+    cooldown = Cooldown(60.0, clock=clock)
+    assert cooldown.admit("a", "mail", lambda n: True) == "queued"
+    clock.now += 10
+    assert cooldown.admit("a", "mail", lambda n: True) == "suppressed"
+    clock.now += 60
+    assert cooldown.admit("a", "mail", lambda n: False) == "dropped"
+    counts: list[int] = []
+    assert cooldown.admit("a", "mail", lambda n: counts.append(n) or True) == "queued"
+    assert counts == [1]
+
+
+def test_a_zero_cooldown_sends_everything() -> None:
+    cooldown = Cooldown(0.0, clock=Clock())
+    assert [cooldown.admit("a", "mail", lambda n: True) for _ in range(3)] == ["queued"] * 3
+
+
+# --- the delivery queue ----------------------------------------------------------------------------
+
+
+class Destination:
+    """A notifier that records what it is given; ``fail`` times raises first; ``gate`` holds a send."""
+
+    def __init__(self, name: str, *, fail: int = 0, retry_count: int = 0, retry_delay: float = 0.0,
+                 gate: threading.Event | None = None) -> None:
+        self.name, self.retry_count, self.retry_delay = name, retry_count, retry_delay
+        self.fail, self.gate = fail, gate
+        self.sent: list[tuple[str, float]] = []
+        self.calls = 0
+
+    def wants(self, notice: Notice) -> bool:
+        return True
+
+    def send(self, notice: Notice) -> None:
+        self.calls += 1
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.calls <= self.fail:
+            raise ConnectionError(f"refused by https://hooks.example/SECRET-{self.name}")
+        self.sent.append((notice.run_id, time.monotonic()))
+
+
+class Outcomes:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, Outcome, int, str | None]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, delivery: Delivery, outcome: Outcome, error: str | None) -> None:
+        with self.lock:
+            self.seen.append((delivery.notifier.name, delivery.notice.run_id, outcome, delivery.attempts, error))
+
+    def of(self, name: str) -> list[tuple[str, str, Outcome, int, str | None]]:
+        with self.lock:
+            return [item for item in self.seen if item[0] == name]
+
+
+def test_a_full_queue_refuses_at_once_and_the_rest_is_sent_in_order() -> None:
+    gate = threading.Event()
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes, max_size=2)
+    queue.start()
+    slow = Destination("slow", gate=gate)
+    try:
+        assert queue.put(Delivery(slow, notice(run_id="r1")))
+        assert wait_for(lambda: slow.calls == 1)  # the worker holds r1 in send
+        assert queue.put(Delivery(slow, notice(run_id="r2")))
+        assert queue.put(Delivery(slow, notice(run_id="r3")))
+        started = time.monotonic()
+        assert not queue.put(Delivery(slow, notice(run_id="r4")))
+        assert time.monotonic() - started < 1.0  # refused, not waited for
+    finally:
+        gate.set()
+        queue.close(10)
+    assert [run for run, _ in slow.sent] == ["r1", "r2", "r3"]
+    assert [o[2] for o in outcomes.seen] == ["sent"] * 3
+
+
+def test_a_failing_send_is_retried_later_without_holding_up_the_others() -> None:
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes)
+    queue.start()
+    flaky = Destination("flaky", fail=2, retry_count=3, retry_delay=0.3)
+    fine = Destination("fine")
+    try:
+        queue.put(Delivery(flaky, notice(run_id="f1"), secrets=("https://hooks.example/SECRET-flaky",)))
+        queue.put(Delivery(fine, notice(run_id="ok1")))
+        assert wait_for(lambda: len(outcomes.seen) == 2)
+    finally:
+        queue.close(5)
+    assert outcomes.of("flaky") == [("flaky", "f1", "sent", 3, None)]
+    assert outcomes.of("fine") == [("fine", "ok1", "sent", 1, None)]
+    # The other destination went out while the flaky one waited for its retry.
+    assert fine.sent[0][1] < flaky.sent[0][1]
+
+
+def test_retries_run_out_into_a_failure_with_the_secret_scrubbed() -> None:
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes)
+    queue.start()
+    broken = Destination("broken", fail=10, retry_count=1, retry_delay=0.05)
+    queue.put(Delivery(broken, notice(), secrets=("https://hooks.example/SECRET-broken",)))
+    assert wait_for(lambda: len(outcomes.seen) == 1)
+    queue.close(5)
+    [(_, _, outcome, attempts, error)] = outcomes.seen
+    assert (outcome, attempts) == ("failed", 2)
+    assert error == "ConnectionError: refused by <redacted>"
+
+
+def test_close_drains_what_is_queued_and_reports_what_it_cannot_send_in_time() -> None:
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes)
+    fine = Destination("fine")
+    later = Destination("later", fail=1, retry_count=1, retry_delay=60)
+    queue.put(Delivery(fine, notice(run_id="a")))
+    queue.put(Delivery(later, notice(run_id="b")))
+    queue.put(Delivery(fine, notice(run_id="c")))
+    queue.start()
+    queue.close(2)  # the retry of "b" is due after the deadline: not waited for
+    assert [run for run, _ in fine.sent] == ["a", "c"]
+    [(_, _, outcome, attempts, error)] = outcomes.of("later")
+    assert (outcome, attempts) == ("failed", 1)
+    assert error is not None and "the daemon stopped" in error
+    assert not queue.put(Delivery(fine, notice(run_id="d")))  # closed
+
+
+def test_close_gives_up_on_a_stuck_send_and_reports_the_rest_as_dropped() -> None:
+    gate = threading.Event()
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes)
+    stuck = Destination("stuck", gate=gate)
+    queue.start()
+    queue.put(Delivery(stuck, notice(run_id="held")))
+    assert wait_for(lambda: stuck.calls == 1)
+    queue.put(Delivery(stuck, notice(run_id="waiting")))
+    started = time.monotonic()
+    queue.close(0.2)
+    assert time.monotonic() - started < 5  # bounded: the stuck send is not waited for
+    assert outcomes.seen == [("stuck", "waiting", "dropped", 0, "not delivered: the daemon stopped first")]
+    gate.set()
+
+
+# --- the mail message ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("state", "word"), [
+    ("success", "successful"), ("failed", "failed"), ("timed_out", "failed"), ("cancelled", "failed"),
+    ("skipped", "skipped"), ("missed", "skipped"),
+])
+def test_subject_uses_ofelias_status_words_and_go_durations(state: str, word: str) -> None:
+    assert mail.subject(notice(state=state)) == f"[Execution {word}] Job job finished in 1.5s"
+
+
+def test_sender_puts_the_host_name_for_a_percent() -> None:
+    assert mail.sender("ofelia@%", "box") == "ofelia@box"
+    assert mail.sender("ofelia@%s", "box") == "ofelia@box"  # Ofelia's Sprintf form
+    assert mail.sender("cron@example.com", "box") == "cron@example.com"
+    assert mail.sender("", "box") == "ofelia@box"
+
+
+def test_the_message_has_the_body_attachments_and_suppressed_count() -> None:
+    settings = mail.MailSettings(host="h", port=25, to=("a@x", "b@x"), sender="ofelia@%")
+    message = mail.compose(notice(job="a/b", suppressed=3), settings)
+    assert message["To"] == "a@x, b@x" and message["From"] == "ofelia@box"
+    names = [part.get_filename() for part in message.iter_attachments()]
+    assert names == ["a_b_0123456789ab.stdout.log", "a_b_0123456789ab.json"]
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    html = html_part.get_content()  # type: ignore[attr-defined]
+    assert "command: <pre>echo &lt;hi&gt;</pre>" in html
+    assert "3 earlier notification(s) of this job were suppressed" in html
+
+
+def test_mail_settings_need_host_and_recipients() -> None:
+    base: Mapping[str, Any] = {"smtp-host": "mail.example.com", "email-to": ["a@x, b@x", "c@x"], "smtp-port": 587}
+    settings = mail.settings_from(base)
+    assert settings is not None and settings.to == ("a@x", "b@x", "c@x") and settings.port == 587
+    assert mail.settings_from({**base, "smtp-host": ""}) is None
+    assert mail.settings_from({**base, "email-to": [""]}) is None
+    with pytest.raises(ValueError, match="smtp-port"):
+        mail.settings_from({**base, "smtp-port": 0})
+
+
+def test_mail_only_on_error_wants_failures_only() -> None:
+    only = mail.MailNotifier(mail.MailSettings(host="h", port=25, to=("a",), sender="", only_on_error=True))
+    assert only.wants(notice(state="failed")) and only.wants(notice(state="timed_out"))
+    assert not only.wants(notice(state="success")) and not only.wants(notice(state="skipped"))
+    every = mail.MailNotifier(mail.MailSettings(host="h", port=25, to=("a",), sender=""))
+    assert every.wants(notice(state="success"))
+
+
+# --- delivery records ----------------------------------------------------------------------------------
+
+
+def test_an_older_database_gains_the_notifications_table(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    HistoryStore(path).close()
+    con = sqlite3.connect(path)
+    con.executescript("DROP TRIGGER runs_delete_notifications; DROP TABLE notifications; PRAGMA user_version = 2;")
+    con.close()
+    with HistoryStore(path) as store:
+        run = Run("j", "job-local", state=RunState.SUCCESS, started_at=1.0, ended_at=2.0)
+        store.record(run, history_limit=0)
+        assert store.record_notification(run_id=run.id, job_name="j", notifier="mail", state="sent", attempts=1,
+                                         error=None, at=3.0)
+        [record] = store.notifications([run.id])[run.id]
+        assert (record.notifier, record.state, record.attempts, record.at) == ("mail", "sent", 1, 3.0)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
