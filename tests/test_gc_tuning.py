@@ -18,8 +18,10 @@ class Node:
 
 @pytest.fixture(autouse=True)
 def thawed() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
     gc_tuning._last = 0.0
 
 
@@ -28,6 +30,7 @@ def test_a_pass_freezes_what_lives_and_frees_cycles_frozen_before() -> None:
     assert gc_tuning.freeze_long_lived(reason="test")
     frozen = gc.get_freeze_count()
     assert frozen > 0
+    assert gc.get_threshold() == gc_tuning.THRESHOLDS != (700, 10, 10)
     assert not any(o is kept for o in gc.get_objects(generation=2))  # moved out of the generations the collector walks
 
     garbage = Node()

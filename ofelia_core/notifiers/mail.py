@@ -18,6 +18,7 @@ Registered on the ``ofelia`` entry-point group (``mail``); imports only ``ofelia
 
 from __future__ import annotations
 
+import functools
 import html
 import ipaddress
 import json
@@ -172,11 +173,11 @@ def _command(notice: Notice) -> str:
 
 def deliver(settings: MailSettings, message: EmailMessage) -> None:
     """Send ``message``; raises :class:`MailError` or the ``smtplib``/socket error."""
-    context = _ssl_context(settings.skip_verify)
     implicit = settings.tls == "implicit" or (settings.tls == "auto" and settings.port == IMPLICIT_TLS_PORT)
     client: smtplib.SMTP
     if implicit:
-        client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
+        client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
+                                  context=_ssl_context(settings.skip_verify))
     else:
         client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
     with client:
@@ -184,7 +185,7 @@ def deliver(settings: MailSettings, message: EmailMessage) -> None:
         encrypted = implicit
         if not implicit and settings.tls != "none":
             if client.has_extn("starttls"):
-                client.starttls(context=context)
+                client.starttls(context=_ssl_context(settings.skip_verify))
                 client.ehlo()
                 encrypted = True
             elif settings.tls == "starttls":
@@ -199,7 +200,11 @@ def deliver(settings: MailSettings, message: EmailMessage) -> None:
         client.send_message(message)
 
 
+@functools.lru_cache(maxsize=2)
 def _ssl_context(skip_verify: bool) -> ssl.SSLContext:
+    """One context per verify mode for the process, built when TLS is first used: building one
+    loads the system's CA certificates, milliseconds of CPU per mail (bench/bench_notify.py).
+    A context is safe to share between threads; CA changes take effect at the next start."""
     context = ssl.create_default_context()
     if skip_verify:  # smtp-tls-skip-verify: the user's explicit choice, as in Ofelia
         context.check_hostname = False
