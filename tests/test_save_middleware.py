@@ -279,3 +279,20 @@ def test_a_folder_that_cannot_be_created_is_logged_and_does_not_raise(tmp_path: 
     run = make_run(job)
     SaveMiddleware({"save-folder": str(blocker / "sub")}, SECRET_KEYS).ofelia_observe_run_end(job, run)
     assert any("cannot save the run" in message and run.id in message for message in warnings)
+
+
+def test_the_document_keeps_each_jobs_redacted_config_until_the_job_is_rebuilt() -> None:
+    from types import SimpleNamespace
+
+    from ofelia_core.middlewares.save import SaveMiddleware
+    from ofelia_core.runs import Run
+
+    middleware = SaveMiddleware({}, frozenset({"smtp-password"}))
+    first = SimpleNamespace(name="j", type="job-local", options={"command": "a", "smtp-password": "pw"})
+    run = Run(job_name="j", job_type="job-local")
+    one, two = middleware.document(first, run), middleware.document(first, run)  # type: ignore[arg-type]
+    assert one["job"]["config"] == {"command": "a"} == two["job"]["config"]
+    one["job"]["config"]["command"] = "changed by a reader"  # each document has its own copy
+    assert middleware.document(first, run)["job"]["config"] == {"command": "a"}  # type: ignore[arg-type]
+    reloaded = SimpleNamespace(name="j", type="job-local", options={"command": "b"})
+    assert middleware.document(reloaded, run)["job"]["config"] == {"command": "b"}  # type: ignore[arg-type]

@@ -106,6 +106,10 @@ class SaveMiddleware:
         self.now = now
         self._last_sweep: dict[tuple[Path, str], float] = {}
         self._sweep_lock = threading.Lock()
+        #: job name -> (the Job, its redacted config): a job's options never change (a reload
+        #: builds new Job objects), and redacting them for every notified run cost most of
+        #: building a notice (bench/bench_notify.py).
+        self._redacted: dict[str, tuple[Job, dict[str, Any]]] = {}
 
     def config_for(self, job: Job) -> SaveConfig:
         if job.explicit & SAVE_KEYS:
@@ -151,9 +155,12 @@ class SaveMiddleware:
 
     def document(self, job: Job, run: Run) -> dict[str, Any]:
         """The JSON file's content: the run summary and the job's config without secrets."""
+        cached = self._redacted.get(job.name)
+        if cached is None or cached[0] is not job:
+            cached = self._redacted[job.name] = (job, self.redact(job.options))
         return {
             "run": run.summary(),
-            "job": {"name": job.name, "type": job.type, "config": self.redact(job.options)},
+            "job": {"name": job.name, "type": job.type, "config": dict(cached[1])},
         }
 
     def redact(self, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class Notifications:
         self.documents = SaveMiddleware({}, secret_keys)
         self.cooldown = Cooldown(clock=clock)
         self.queue = DeliveryQueue(self._delivered, max_size=DEFAULT_QUEUE_SIZE, clock=clock)
+        self.drops = DropLog(clock=clock)
         self._by_job: dict[str, tuple[Bound, ...]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -137,7 +139,10 @@ class Notifications:
             self._record(notice, notifier.name, "suppressed", 0, None)
         elif outcome == "dropped":
             error = f"the notification queue is full ({self.queue.max_size}, notify-queue-size)"
-            logger.warning(f"{prefix}: dropped: {error}")
+            # A full queue drops every run's notice: one WARNING per notifier every 10 s says so
+            # (a line per drop cost the runs' threads as much as the drops' records).
+            if self.drops.should_log(notifier.name):
+                logger.warning(f"{prefix}: dropped: {error}{self.drops.since_last(notifier.name)}")
             self._record(notice, notifier.name, "dropped", 0, error)
 
     def _delivered(self, delivery: Delivery, outcome: Outcome, error: str | None) -> None:
@@ -159,6 +164,35 @@ class Notifications:
             )
         except Exception as exc:  # a closed or broken history loses the record, never the run
             logger.warning(f'[Job "{notice.job_name}" ({notice.run_id})] cannot record the notification: {exc}')
+
+
+class DropLog:
+    """Says when a drop is worth a WARNING: a notifier's first, then at most one every
+    :attr:`interval` seconds with the count since (a full queue drops every run's notice)."""
+
+    def __init__(self, *, clock: Callable[[], float], interval: float = 10.0) -> None:
+        self.clock = clock
+        self.interval = interval
+        self._lock = threading.Lock()
+        #: notifier -> (when its last WARNING was written, drops not logged since)
+        self._state: dict[str, tuple[float, int]] = {}
+
+    def should_log(self, notifier: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            last, quiet = self._state.get(notifier, (None, 0))
+            if last is not None and now - last < self.interval:
+                self._state[notifier] = (last, quiet + 1)
+                return False
+            self._state[notifier] = (now, quiet)
+            return True
+
+    def since_last(self, notifier: str) -> str:
+        """The text for the drops not logged since the previous WARNING (then counted from zero)."""
+        with self._lock:
+            last, quiet = self._state.get(notifier, (0.0, 0))
+            self._state[notifier] = (last, 0)
+        return f" ({quiet} more dropped since the previous warning)" if quiet else ""
 
 
 def _setting(values: Mapping[str, Any], key: str, default: Any, convert: Callable[[Any], Any]) -> Any:

@@ -310,3 +310,22 @@ def test_an_older_database_gains_the_notifications_table(tmp_path: Path) -> None
         [record] = store.notifications([run.id])[run.id]
         assert (record.notifier, record.state, record.attempts, record.at) == ("mail", "sent", 1, 3.0)
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_drops_are_logged_once_then_at_most_every_interval_with_the_count_between() -> None:
+    from ofelia_core.notify.service import DropLog
+
+    now = [100.0]
+    drops = DropLog(clock=lambda: now[0], interval=10.0)
+    assert drops.should_log("mail") and drops.since_last("mail") == ""
+    for _ in range(5):
+        now[0] += 1.0
+        assert not drops.should_log("mail")
+    assert drops.should_log("slack")  # each notifier on its own
+    now[0] += 5.0  # 10 s after mail's first line
+    assert drops.should_log("mail")
+    assert drops.since_last("mail") == " (5 more dropped since the previous warning)"
+    now[0] += 1.0
+    assert not drops.should_log("mail")
+    now[0] += 10.0
+    assert drops.should_log("mail") and drops.since_last("mail") == " (1 more dropped since the previous warning)"

@@ -1,0 +1,555 @@
+"""Scheduler fire lateness at 100 runs a second with notifiers on, beside no notifier: mail
+to a real SMTP server, Slack and a webhook of every preset to a real HTTP server, all on
+loopback, delivered by the notification core's own queue and worker.
+
+    .venv/bin/python bench/bench_notify.py [--duration 60] [--jobs 100] [--windows 6]
+        [--warmup 5] [--failing 5] [--queue-size 1000] [--patch-mail-ssl] [--patch-defer MS]
+        [--contenders none,on-error,slack,webhooks,mail,all,none]
+
+What runs, per contender, each in its own process, one after the other (this process
+only serves and counts):
+
+- the real Daemon in a thread (Runtime, SQLite history, drivers, Dispatcher, Scheduler,
+  the notification core's ``Notifications``: its bounded queue and one delivery worker)
+  on a config file of ``--jobs`` no-op jobs (``job-noop``, registered as a third-party
+  job type plugin is), each ``@every 1s``: 100 jobs make 100 runs a second, all due on
+  the same whole second. The runner notes when it starts; the first ``--failing`` jobs
+  exit 1 (in every contender). ``[global]`` holds the contender's notifier settings, so
+  every job has them:
+
+  - ``none``: no notifier key at all (the mail, Slack and webhook plugins are loaded and
+    build nothing: what a user without notifications runs);
+  - ``on-error``: mail, Slack and the nine webhooks below, as most deployments set them:
+    ``mail-only-on-error``, ``slack-only-on-error``, webhooks ``trigger = error`` (their
+    default): 11 deliveries per failed run, 55 a second with ``--failing 5``;
+  - ``slack``: ``slack-webhook`` to the HTTP server here (Ofelia's form POST), every run;
+  - ``webhooks``: one ``[webhook]`` section per preset (json-post, slack, discord, teams,
+    ntfy, ntfy-token, gotify, healthchecks, healthchecks-selfhosted), each
+    ``trigger = always``: 900 deliveries a second;
+  - ``mail``: ``smtp-host``/``smtp-port`` of the SMTP server here, ``smtp-tls = none``,
+    ``email-to``: one mail per run (a fresh SMTP session each, as the mail notifier does);
+  - ``all``: mail, Slack and the nine webhooks on every run: 1,100 deliveries a second.
+
+  ``notify-queue-size`` is ``--queue-size`` (the product's default, 1000).
+  ``--patch-mail-ssl`` makes the mail notifier reuse one SSL context, and ``--patch-defer``
+  makes the delivery worker wait for a pause in the runs before each send: diagnostics of
+  a cost found here and of a possible remedy (see :func:`patch_mail_ssl`, :func:`patch_defer`).
+- this process: an aiosmtpd server and an asyncio HTTP server on 127.0.0.1 (free ports)
+  that answer 250/200 and count what each contender sent them (by URL path and recipient).
+
+Measured after ``--warmup`` seconds, for ``--duration`` seconds cut into ``--windows``
+equal windows: lateness (runner start minus the scheduled instant) of the runs scheduled
+inside, per window and in all; the process's CPU and its threads' (scheduler, run workers,
+the delivery worker: CPU per delivery sent in the window); the notification core's CPU on
+the runs' threads (``build_notice`` and offering the notice to each notifier); the
+deliveries of those runs as the core recorded them (``sent``, ``failed``, ``dropped``:
+its record call is counted, the records still written), each sent one's delay from the
+run's end, and the queue's depth (sampled every 50 ms). After the window the contender
+waits (at most 30 s) for those deliveries, stops the daemon (which drains for 10 s and
+records what is left), and this process checks that its servers received exactly what
+the core recorded as sent, per notifier.
+
+Target, "no measurable difference at 100 runs a second": the baseline (``none``) runs first
+and last, and the p99 of each of its windows gives its spread on this machine at that
+time; a contender meets the target when its p99 over the whole measurement is at most the
+highest window p99 of the baseline and the median of its own windows' p99 is at most the
+baseline's median window p99 plus the baseline's own spread (highest minus lowest).
+Anything above that is reported as a difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_validate import compile_sources
+from common import NOOP_TYPE, Samples, log_to_file, ms, noop_hooks, thread_cpu
+from stats import markdown_table, percentile, summary_ms
+
+PRESETS = ("json-post", "slack", "discord", "teams", "ntfy", "ntfy-token", "gotify", "healthchecks",
+           "healthchecks-selfhosted")
+CONTENDERS = ("none", "on-error", "slack", "webhooks", "mail", "all")
+DEFAULT_ORDER = "none,on-error,slack,webhooks,mail,all,none"
+THREADS = {"scheduler": "ofelia-scheduler", "run workers": "ofelia-run-", "delivery worker": "ofelia-notify"}
+
+
+def destinations(contender: str) -> list[str]:
+    """The notifier names a notified run of ``contender`` is delivered to (as the core records them)."""
+    webhooks = [f"webhook:{preset}" for preset in PRESETS]
+    return {"none": [], "mail": ["mail"], "slack": ["slack"], "webhooks": webhooks,
+            "all": ["mail", "slack", *webhooks], "on-error": ["mail", "slack", *webhooks]}[contender]
+
+
+def global_section(contender: str, label: str, smtp_port: int, http_port: int, queue_size: int) -> str:
+    """``[global]`` (and ``[webhook]`` sections) for ``contender``; ``label`` marks its deliveries."""
+    base = f"http://127.0.0.1:{http_port}/{label}"
+    lines = ["[global]", f"notify-queue-size = {queue_size}"]
+    sections: list[str] = []
+    on_error = contender == "on-error"
+    if contender in ("mail", "all", "on-error"):
+        lines += ["smtp-host = 127.0.0.1", f"smtp-port = {smtp_port}", "smtp-tls = none",
+                  f"email-to = {label}@bench.invalid", "email-from = ofelia@%"]
+        lines += ["mail-only-on-error = true"] if on_error else []
+    if contender in ("slack", "all", "on-error"):
+        lines.append(f"slack-webhook = {base}/slack-webhook")
+        lines += ["slack-only-on-error = true"] if on_error else []
+    if contender in ("webhooks", "all", "on-error"):
+        lines.append("webhooks = " + ", ".join(PRESETS))
+        for preset in PRESETS:
+            sections += [f'[webhook "{preset}"]', f"preset = {preset}", f"url = {base}/webhook/{preset}",
+                         f"trigger = {'error' if on_error else 'always'}"]
+            if preset in ("ntfy-token", "gotify"):
+                sections.append("secret = bench-token")  # these presets require one
+            sections.append("")
+    return "\n".join(lines) + "\n\n" + "\n".join(sections)
+
+
+# --- the contender process ----------------------------------------------------------------
+
+
+def start_bench_daemon(workdir: Path, global_text: str, count: int, runner: Callable[..., int]) -> tuple[Any, Any]:
+    """The real Daemon on a config of ``global_text`` and ``count`` no-op jobs ``@every 1s``, as
+    bench/common.py's ``start_daemon`` runs it (state and log in ``workdir``)."""
+    import ofelia_core.daemon as daemon_module
+    from ofelia_core.runtime import load_and_validate
+
+    config = workdir / "ofelia.ini"
+    jobs = [f'[{NOOP_TYPE} "noop-{i:04d}"]\nschedule = @every 1s\ncommand = noop\n' for i in range(count)]
+    config.write_text(global_text + "\n" + "\n".join(jobs))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_")}
+    env["OFELIA_STATE_DIR"] = str(workdir / "state")
+    log_to_file(workdir / "ofelia.log")
+    noop = noop_hooks(runner, entrypoints=True)  # the mail, slack and webhook plugins come from entry points
+
+    def load_with_noop(*args: Any, hooks: Any = None, **kwargs: Any) -> Any:
+        return load_and_validate(*args, hooks=hooks or noop, **kwargs)
+
+    daemon_module.__dict__["load_and_validate"] = load_with_noop
+    daemon = daemon_module.Daemon(str(config), env=env)
+    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, name="daemon-main")
+    thread.start()
+    if not daemon.started.wait(120) or daemon.scheduler is None:
+        daemon.request_stop()
+        thread.join(60)
+        raise SystemExit(f"bench: the daemon did not start:\n{(workdir / 'ofelia.log').read_text()[-3000:]}")
+    return daemon, thread
+
+
+def patch_mail_ssl() -> None:
+    """``--patch-mail-ssl``: the mail notifier builds one SSL context (loading the system's CA
+    certificates) per mail, even with ``smtp-tls = none``; reuse one instead, to show what that
+    costs. A diagnostic: it changes the core's code in this process only."""
+    import functools
+
+    from ofelia_core.notifiers import mail
+
+    mail.__dict__["_ssl_context"] = functools.lru_cache(maxsize=2)(mail._ssl_context)
+
+
+def patch_defer(daemon: Any, quiet: float) -> None:
+    """``--patch-defer MS``: the delivery worker waits, before each send, until no run has
+    started or ended for ``quiet`` seconds (at most 1 s), so deliveries go out between the
+    bursts of runs instead of sharing the CPU and the GIL with them. A diagnostic of a
+    possible change to the core's worker: it patches this process only."""
+    executor, queue = daemon.runtime.executor, daemon.runtime.notifications.queue
+    last = [time.monotonic()]
+    execute, attempt = executor.execute, queue._attempt
+
+    def tracked(*args: Any, **kwargs: Any) -> Any:
+        last[0] = time.monotonic()
+        try:
+            return execute(*args, **kwargs)
+        finally:
+            last[0] = time.monotonic()
+
+    def deferred(delivery: Any) -> None:
+        give_up = time.monotonic() + 1.0
+        while (idle := time.monotonic() - last[0]) < quiet and time.monotonic() < give_up:
+            time.sleep(quiet - idle)
+        attempt(delivery)
+
+    executor.execute = tracked
+    queue._attempt = deferred
+
+
+class Deliveries:
+    """Counts the notification core's record calls (the records are still written):
+    (scheduled instant, notifier, state, seconds from the run's end to the record, when)."""
+
+    def __init__(self, notifications: Any) -> None:
+        self.rows: list[tuple[float, str, str, float, float]] = []
+        self.errors: list[str] = []
+        record = notifications._record
+
+        def counted(notice: Any, notifier: str, state: str, attempts: int, error: str | None) -> None:
+            now = time.time()
+            self.rows.append((notice.scheduled_at or 0.0, notifier, state, now - (notice.ended_at or now), now))
+            if error and len(self.errors) < 5:
+                self.errors.append(f"{notifier} {state}: {error}")
+            record(notice, notifier, state, attempts, error)
+
+        notifications._record = counted
+
+    def between(self, start: float, end: float) -> list[tuple[float, str, str, float, float]]:
+        return [row for row in list(self.rows) if start <= row[0] < end]
+
+    def total(self) -> Counter[str]:
+        """``notifier state`` -> count, every delivery since the start."""
+        return Counter(f"{row[1]} {row[2]}" for row in list(self.rows))
+
+
+class RunThreadCost:
+    """CPU seconds the notification core spends on the runs' threads: building each notice
+    (``build_notice``) and offering it to each notifier (``wants``, cooldown, the queue)."""
+
+    def __init__(self, notifications: Any) -> None:
+        from ofelia_core.notify import service
+
+        self.lock = threading.Lock()
+        #: (wall time at the end, thread CPU seconds, which)
+        self.calls: list[tuple[float, float, str]] = []
+        clock = time.thread_time
+
+        def timed(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                cpu = clock()
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    self.calls.append((time.time(), clock() - cpu, name))
+
+            return call
+
+        service.__dict__["build_notice"] = timed(service.__dict__["build_notice"], "build_notice")
+        notifications._offer = timed(notifications._offer, "offer")
+
+    def between(self, start: float, end: float, name: str | None = None) -> float:
+        return sum(cpu for at, cpu, which in list(self.calls) if start <= at < end and name in (None, which))
+
+
+class QueueDepth(threading.Thread):
+    """Samples the delivery queue's length every 50 ms."""
+
+    def __init__(self, queue: Any) -> None:
+        super().__init__(name="bench-queue-depth", daemon=True)
+        self.queue = queue
+        self.samples: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            self.samples.append((time.time(), self.queue.pending()))
+
+    def peak(self, start: float, end: float) -> int:
+        return max((n for at, n in list(self.samples) if start <= at < end), default=0)
+
+
+def contend(args: argparse.Namespace) -> dict[str, Any]:
+    samples = Samples()
+
+    def runner(job: Any, run: Any, context: Any) -> int:
+        samples.add(run.scheduled_at, time.time())
+        return 1 if int(job.name[-4:]) < args.failing else 0  # noop-0000 .. : the first --failing jobs fail
+
+    if args.patch_mail_ssl:
+        patch_mail_ssl()
+    text = global_section(args.contender, args.label, args.smtp_port, args.http_port, args.queue_size)
+    with tempfile.TemporaryDirectory(prefix="ofelia-bench-notify-") as tmp:
+        daemon, thread = start_bench_daemon(Path(tmp), text, args.jobs, runner)
+        notifications = daemon.runtime.notifications
+        if args.patch_defer:
+            patch_defer(daemon, args.patch_defer / 1000)
+        built = Counter(n.name for job in daemon.runtime.jobs for n in notifications.notifiers_of(job))
+        deliveries = Deliveries(notifications)
+        run_thread = RunThreadCost(notifications)
+        depth = QueueDepth(notifications.queue)
+        depth.start()
+        try:
+            time.sleep(args.warmup)
+            time.sleep((0.5 - time.time()) % 1.0)  # start between two whole-second fires
+            threads0, start, cpu0 = thread_cpu(THREADS), time.time(), time.process_time()
+            time.sleep(max(0.0, start + args.duration - time.time()))
+            end, cpu1, threads1 = time.time(), time.process_time(), thread_cpu(THREADS)
+            # The runs scheduled near the end, and their deliveries, are still being made.
+            drain_start = time.monotonic()
+            deadline = drain_start + 30  # then the daemon's own drain (10 s) records the rest
+            wanted = len(destinations(args.contender))
+            notified = args.failing if args.contender == "on-error" else args.jobs
+            while time.monotonic() < deadline and (
+                len(samples.between(start, end)) < args.jobs * round(end - start)
+                or len(deliveries.between(start, end)) < wanted * notified * round(end - start)
+            ):
+                time.sleep(0.1)
+            drained = time.monotonic() - drain_start
+        finally:
+            depth.stop.set()
+            daemon.request_stop()
+            thread.join(120)
+    per_minute = 60.0 / (end - start)
+    rows = samples.between(start, end)
+    span = (end - start) / args.windows
+    windows = []
+    for i in range(args.windows):
+        inside = [row[1] for row in rows if start + i * span <= row[0] < start + (i + 1) * span]
+        windows.append(percentile(inside, 99) * 1000 if inside else None)
+    sent = deliveries.between(start, end)
+    states = Counter(row[2] for row in sent)
+    delays = [row[3] for row in sent if row[2] == "sent"]
+    return {
+        "runs": len(rows),
+        "expected": args.jobs * round(end - start),
+        "lateness_ms": summary_ms([row[1] for row in rows]) if rows else None,
+        "window_p99_ms": windows,
+        "cpu_per_min": (cpu1 - cpu0) * per_minute,
+        "threads_per_min": {g: (threads1[g] - threads0[g]) * per_minute for g in THREADS},
+        "built": dict(built),
+        "states": dict(states),
+        "expected_deliveries": wanted * notified * round(end - start),
+        "delivery_s": summary_ms(delays) if delays else None,
+        "queue_peak": depth.peak(start, end),
+        "run_thread_us_per_run": run_thread.between(start, end) / len(rows) * 1e6 if rows else 0.0,
+        "build_notice_us_per_run": run_thread.between(start, end, "build_notice") / len(rows) * 1e6 if rows else 0.0,
+        "worker_cpu": threads1["delivery worker"] - threads0["delivery worker"],
+        "sent_in_wall": sum(1 for row in deliveries.rows if start <= row[4] < end and row[2] == "sent"),
+        "drained_s": drained,
+        "totals": dict(deliveries.total()),
+        "errors": deliveries.errors,
+    }
+
+
+# --- the servers (this process) -----------------------------------------------------------
+
+
+class Servers:
+    """aiosmtpd and a minimal asyncio HTTP/1.1 server on 127.0.0.1, counting by contender label."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.http: Counter[str] = Counter()  # "label/notifier" -> requests
+        self.mail: Counter[str] = Counter()  # label -> messages
+        self.bad: Counter[str] = Counter()
+        servers = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                for rcpt in envelope.rcpt_tos:
+                    servers.mail[rcpt.split("@")[0]] += 1
+                if b"] Job noop-" not in envelope.content:
+                    servers.bad["mail subject"] += 1
+                return "250 OK"
+
+        with socket.socket() as probe:  # aiosmtpd's start-up check cannot use port 0: pick a free one
+            probe.bind(("127.0.0.1", 0))
+            self.smtp_port: int = probe.getsockname()[1]
+        self.smtp = Controller(Handler(), hostname="127.0.0.1", port=self.smtp_port)
+        self.smtp.start()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.http_port = 0
+
+        def serve() -> None:
+            asyncio.set_event_loop(self.loop)
+            server = self.loop.run_until_complete(asyncio.start_server(self._answer, "127.0.0.1", 0, backlog=1024))
+            self.http_port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, name="bench-http", daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request, *lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = request.split(" ", 2)
+            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            label, _, rest = path.lstrip("/").partition("/")
+            notifier = rest.replace("webhook/", "webhook:", 1).split("/")[0] if rest.startswith("webhook/") else rest
+            notifier = "slack" if notifier == "slack-webhook" else notifier
+            self.http[f"{label}/{notifier}"] += 1
+            if method != "POST" or not body:
+                self.bad[f"http {notifier}"] += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+            self.bad["http malformed"] += 1
+        finally:
+            writer.close()
+
+    def received(self, label: str) -> Counter[str]:
+        """notifier -> deliveries received from contender ``label``."""
+        found: Counter[str] = Counter()
+        for key, count in list(self.http.items()):
+            owner, _, notifier = key.partition("/")
+            if owner == label:
+                found[notifier] += count
+        if self.mail.get(label):
+            found["mail"] += self.mail[label]
+        return found
+
+    def close(self) -> None:
+        self.smtp.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def run_all(args: argparse.Namespace) -> None:
+    order = [name.strip() for name in args.contenders.split(",") if name.strip()]
+    unknown = sorted(set(order) - set(CONTENDERS))
+    if unknown or "none" not in order:
+        raise SystemExit(f"bench: --contenders takes {', '.join(CONTENDERS)} and must include none")
+    compile_sources()
+    servers = Servers()
+    me = psutil.Process()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_") and k != "PYTHONDONTWRITEBYTECODE"}
+    results = []
+    try:
+        for index, name in enumerate(order):
+            label = f"c{index}-{name}"
+            load = load_average()
+            print(f"bench: {name} (load average {load}) ...", file=sys.stderr, flush=True)
+            before = me.cpu_times()
+            proc = subprocess.run(
+                [sys.executable, __file__, "--contender", name, "--label", label, "--smtp-port", str(servers.smtp_port),
+                 "--http-port", str(servers.http_port), "--jobs", str(args.jobs), "--duration", str(args.duration),
+                 "--windows", str(args.windows), "--warmup", str(args.warmup), "--queue-size", str(args.queue_size),
+                 "--failing", str(args.failing), "--patch-defer", str(args.patch_defer),
+                 *(["--patch-mail-ssl"] if args.patch_mail_ssl else [])],
+                stdout=subprocess.PIPE, text=True, env=env,
+            )
+            after = me.cpu_times()
+            if proc.returncode != 0 or not proc.stdout.strip():
+                raise SystemExit(f"bench: {name} failed (exit code {proc.returncode})")
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            time.sleep(0.5)  # the last answers are counted
+            result.update(name=name, label=label, load=load, received=dict(servers.received(label)),
+                          server_cpu=(after.user + after.system - before.user - before.system))
+            results.append(result)
+    finally:
+        servers.close()
+    report(args, results, servers)
+
+
+def report(args: argparse.Namespace, results: list[dict[str, Any]], servers: Servers) -> None:
+    baseline = [r for r in results if r["name"] == "none"]
+    band = [p for r in baseline for p in r["window_p99_ms"] if p is not None]
+    low, high, middle = min(band), max(band), statistics.median(band)
+    limit_median = middle + (high - low)
+    patched = "; mail patched to reuse one SSL context (--patch-mail-ssl)" if args.patch_mail_ssl else ""
+    if args.patch_defer:
+        patched += f"; deliveries deferred until {args.patch_defer:g} ms without run activity (--patch-defer)"
+    print(f"{args.jobs} no-op jobs @every 1s ({args.jobs} runs a second, all due on the same second), "
+          f"{args.failing} of them failing every run; {args.duration:g} s measured after {args.warmup:g} s "
+          f"per contender in {args.windows} windows; notify-queue-size {args.queue_size}{patched}. "
+          f"Python {platform.python_version()}, {os.cpu_count()} CPUs; load average at each start: "
+          + "; ".join(f"{r['name']} {r['load']}" for r in results) + "\n")
+    rows = []
+    for r in results:
+        lateness = r["lateness_ms"] or {"median": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+        windows = [p for p in r["window_p99_ms"] if p is not None]
+        expected = r["expected_deliveries"]
+        states = r["states"]
+        delivered = (f"{states.get('sent', 0)}/{expected}" if expected else "—")
+        lost = f"{states.get('failed', 0)}/{states.get('dropped', 0)}" if expected else "—"
+        delay = f"{r['delivery_s']['p99'] / 1000:.2f}" if r["delivery_s"] else "—"
+        within = lateness["p99"] <= high and statistics.median(windows) <= limit_median
+        rows.append([
+            r["name"], f"{r['runs']}/{r['expected']}", ms(lateness["median"]), ms(lateness["p95"]),
+            ms(lateness["p99"]), ms(lateness["max"]), f"{ms(min(windows))} to {ms(max(windows))}",
+            delivered, lost, delay, r["queue_peak"], f"{r['cpu_per_min']:.1f}",
+            f"{r['threads_per_min']['delivery worker']:.1f}",
+            f"{r['worker_cpu'] / r['sent_in_wall'] * 1000:.2f}" if r["sent_in_wall"] else "—",
+            f"{r['run_thread_us_per_run']:.0f}", f"{lateness['p99'] / middle:.2f}",
+            "yes" if within else "**no**",
+        ])
+    print(markdown_table(
+        ["contender", "runs", "median ms", "p95 ms", "p99 ms", "max ms", "window p99 ms", "sent/expected",
+         "failed/dropped", "delivery p99 s", "queue peak", "CPU s/min", "delivery worker CPU s/min",
+         "worker CPU ms per delivery", "run-thread notify CPU µs per run", "p99 / baseline median window p99",
+         "within noise"],
+        rows,
+    ))
+    print(f"\nBaseline spread: window p99 {ms(low)} to {ms(high)} ms, median {ms(middle)} ms "
+          f"({len(band)} windows of {args.duration / args.windows:g} s). Within noise: p99 at most {ms(high)} ms "
+          f"and the median window p99 at most {ms(limit_median)} ms.")
+    print("\nEvery delivery, the whole run of each contender (warm-up and drain included), as the core "
+          "recorded it and as the servers received it:\n")
+    check_rows = []
+    for r in results:
+        if not destinations(r["name"]):
+            continue
+        sent = {key.split(" ")[0]: n for key, n in r["totals"].items() if key.endswith(" sent")}
+        other = {key: n for key, n in r["totals"].items() if not key.endswith(" sent")}
+        received = r["received"]
+        matches = all(received.get(name, 0) == sent.get(name, 0) for name in destinations(r["name"]))
+        check_rows.append([
+            r["name"], sum(sent.values()), sum(received.values()), "yes" if matches else "**no**",
+            ", ".join(f"{k} {v}" for k, v in sorted(other.items())) or "none",
+            f"{r['drained_s']:.1f}", f"{r['server_cpu'] * 60 / args.duration:.1f}",
+        ])
+        if not matches:
+            print(f"  {r['name']}: recorded sent {sent}, received {dict(received)}", file=sys.stderr)
+        for error in r["errors"]:
+            print(f"  {r['name']}: {error}", file=sys.stderr)
+    print(markdown_table(["contender", "recorded sent", "received by the servers", "equal per notifier",
+                          "other outcomes", "wait after the window s", "servers CPU s/min (approx.)"], check_rows))
+    if servers.bad:
+        print(f"\nservers saw unexpected requests: {dict(servers.bad)}")
+    met = all(row[-1] == "yes" for row in rows)
+    print(f"\nTarget (no measurable difference at {args.jobs} runs a second): {'met' if met else 'NOT met'}.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds measured per contender")
+    parser.add_argument("--jobs", type=int, default=100, help="no-op jobs, each @every 1s")
+    parser.add_argument("--windows", type=int, default=6, help="windows the measurement is cut into")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--queue-size", type=int, default=1000, help="notify-queue-size")
+    parser.add_argument("--failing", type=int, default=5, help="jobs whose every run fails (exit code 1)")
+    parser.add_argument("--patch-mail-ssl", action="store_true", help="reuse one SSL context for mail (diagnostic)")
+    parser.add_argument("--patch-defer", type=float, default=0.0, metavar="MS",
+                        help="deliver only after MS ms without run activity (diagnostic)")
+    parser.add_argument("--contenders", default=DEFAULT_ORDER, help=f"in order, from {', '.join(CONTENDERS)}")
+    parser.add_argument("--contender", help=argparse.SUPPRESS)
+    parser.add_argument("--label", help=argparse.SUPPRESS)
+    parser.add_argument("--smtp-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--http-port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.contender:
+        print(json.dumps(contend(args)), flush=True)
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        run_all(args)
+
+
+if __name__ == "__main__":
+    main()
