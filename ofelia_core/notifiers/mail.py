@@ -27,7 +27,12 @@ import smtplib
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email import encoders
+from email.header import Header
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
 from typing import Any
 
@@ -123,24 +128,49 @@ def attachment_base(notice: Notice) -> str:
     return f"{_UNSAFE_FILE_CHARS.sub('_', notice.job_name)}_{notice.run_id}"
 
 
-def compose(notice: Notice, settings: MailSettings) -> EmailMessage:
-    message = EmailMessage()
-    message["Subject"] = subject(notice)
-    message["From"] = sender(settings.sender, notice.hostname)
-    message["To"] = ", ".join(settings.to)
+def compose(notice: Notice, settings: MailSettings) -> Message:
+    """The mail: multipart/mixed of the text and HTML bodies (multipart/alternative), then stdout,
+    stderr (when not empty) and the run's JSON as attachments.
+
+    Built with the ``email.mime`` classes (the compat32 policy): ``EmailMessage`` parses and
+    refolds every header through its header registry, 5.9 ms of CPU per mail composed and
+    flattened against 1.1 ms here, on the delivery worker that shares the GIL with the runs
+    (bench/bench_notify.py). What is sent is the same MIME structure.
+    """
+    message = MIMEMultipart("mixed")
+    message["Subject"] = _header(subject(notice))
+    message["From"] = _header(sender(settings.sender, notice.hostname))
+    message["To"] = _header(", ".join(settings.to))
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = make_msgid(domain=notice.hostname or "localhost")  # no DNS lookup for the FQDN
     text, markup = _body(notice)
-    message.set_content(text)
-    message.add_alternative(markup, subtype="html")
+    bodies = MIMEMultipart("alternative")
+    bodies.attach(MIMEText(text, "plain", "utf-8"))
+    bodies.attach(MIMEText(markup, "html", "utf-8"))
+    message.attach(bodies)
     base = attachment_base(notice)
     if notice.stdout:
-        message.add_attachment(notice.stdout, maintype="text", subtype="plain", filename=f"{base}.stdout.log")
+        message.attach(_attachment(notice.stdout, "text", "plain", f"{base}.stdout.log"))
     if notice.stderr:
-        message.add_attachment(notice.stderr, maintype="text", subtype="plain", filename=f"{base}.stderr.log")
+        message.attach(_attachment(notice.stderr, "text", "plain", f"{base}.stderr.log"))
     document = json.dumps(notice.document, indent=2, default=str) + "\n"
-    message.add_attachment(document.encode(), maintype="application", subtype="json", filename=f"{base}.json")
+    message.attach(_attachment(document.encode(), "application", "json", f"{base}.json"))
     return message
+
+
+def _header(value: str) -> Any:
+    """A header value; non-ASCII text (a job name like ``café``) as a ``Header``, which the
+    generator RFC 2047-encodes and folds correctly (a pre-encoded string gets folded before
+    its first word, and readers then see a leading space)."""
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _attachment(data: bytes, maintype: str, subtype: str, filename: str) -> MIMEBase:
+    part = MIMEBase(maintype, subtype)
+    part.set_payload(data)
+    encoders.encode_base64(part)
+    part.add_header("Content-Disposition", "attachment", filename=filename)
+    return part
 
 
 def _body(notice: Notice) -> tuple[str, str]:
@@ -171,7 +201,7 @@ def _command(notice: Notice) -> str:
 # --- the delivery ----------------------------------------------------------------------
 
 
-def deliver(settings: MailSettings, message: EmailMessage) -> None:
+def deliver(settings: MailSettings, message: Message) -> None:
     """Send ``message``; raises :class:`MailError` or the ``smtplib``/socket error."""
     implicit = settings.tls == "implicit" or (settings.tls == "auto" and settings.port == IMPLICIT_TLS_PORT)
     client: smtplib.SMTP

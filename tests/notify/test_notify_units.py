@@ -264,7 +264,13 @@ def test_sender_puts_the_host_name_for_a_percent() -> None:
 
 def test_the_message_has_the_body_attachments_and_suppressed_count() -> None:
     settings = mail.MailSettings(host="h", port=25, to=("a@x", "b@x"), sender="ofelia@%")
-    message = mail.compose(notice(job="a/b", suppressed=3), settings)
+    import email
+    from email import policy
+
+    # As a mail client reads it: the flattened bytes parsed with the standard policy.
+    message = email.message_from_bytes(mail.compose(notice(job="a/b", suppressed=3), settings).as_bytes(),
+                                       policy=policy.default)
+    assert isinstance(message, email.message.EmailMessage)
     assert message["To"] == "a@x, b@x" and message["From"] == "ofelia@box"
     names = [part.get_filename() for part in message.iter_attachments()]
     assert names == ["a_b_0123456789ab.stdout.log", "a_b_0123456789ab.json"]
@@ -273,6 +279,18 @@ def test_the_message_has_the_body_attachments_and_suppressed_count() -> None:
     html = html_part.get_content()  # type: ignore[attr-defined]
     assert "command: <pre>echo &lt;hi&gt;</pre>" in html
     assert "3 earlier notification(s) of this job were suppressed" in html
+
+
+def test_a_job_name_beyond_ascii_reaches_the_subject_and_the_file_names_intact() -> None:
+    import email
+    from email import policy
+
+    settings = mail.MailSettings(host="h", port=25, to=("a@x",), sender="ofelia@%")
+    sent = mail.compose(notice(job="café-ünï"), settings).as_bytes()
+    assert sent.isascii()  # 7-bit on the wire: headers RFC 2047, bodies base64
+    message = email.message_from_bytes(sent, policy=policy.default)
+    assert message["Subject"] == "[Execution successful] Job café-ünï finished in 1.5s"
+    assert [part.get_filename() for part in message.iter_attachments()][-1] == "café-ünï_0123456789ab.json"
 
 
 def test_mail_settings_need_host_and_recipients() -> None:
