@@ -18,6 +18,7 @@ Registered on the ``ofelia`` entry-point group (``mail``); imports only ``ofelia
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import ipaddress
@@ -25,6 +26,8 @@ import json
 import re
 import smtplib
 import ssl
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email import encoders
@@ -202,7 +205,38 @@ def _command(notice: Notice) -> str:
 
 
 def deliver(settings: MailSettings, message: Message) -> None:
-    """Send ``message``; raises :class:`MailError` or the ``smtplib``/socket error."""
+    """Send ``message``; raises :class:`MailError` or the ``smtplib``/socket error.
+
+    The connection is kept for the next mail to the same server with the same settings (up to
+    :data:`SESSION_IDLE` seconds idle): a new connection, EHLO, STARTTLS and login for every
+    mail were most of a mail's cost with mail on every run (bench/bench_notify.py). A kept
+    connection the server has closed meanwhile fails at its first command, before anything
+    is sent, and the mail then goes over a new one.
+    """
+    key = _session_key(settings)
+    client = _sessions.take(key)
+    if client is not None:
+        try:
+            client.send_message(message)
+        except (smtplib.SMTPServerDisconnected, ConnectionError):
+            _quietly_close(client)  # closed while idle: send it over a new connection below
+        except BaseException:
+            _quietly_close(client)
+            raise
+        else:
+            _sessions.give(key, client)
+            return
+    client = _connect(settings)
+    try:
+        client.send_message(message)
+    except BaseException:
+        _quietly_close(client)
+        raise
+    _sessions.give(key, client)
+
+
+def _connect(settings: MailSettings) -> smtplib.SMTP:
+    """A connection ready to send: EHLO, STARTTLS as ``smtp-tls`` says, login."""
     implicit = settings.tls == "implicit" or (settings.tls == "auto" and settings.port == IMPLICIT_TLS_PORT)
     client: smtplib.SMTP
     if implicit:
@@ -210,7 +244,7 @@ def deliver(settings: MailSettings, message: Message) -> None:
                                   context=_ssl_context(settings.skip_verify))
     else:
         client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-    with client:
+    try:
         client.ehlo()
         encrypted = implicit
         if not implicit and settings.tls != "none":
@@ -227,7 +261,72 @@ def deliver(settings: MailSettings, message: Message) -> None:
                     "(set smtp-tls = none to allow it)"
                 )
             client.login(settings.user, settings.password)
-        client.send_message(message)
+    except BaseException:
+        _quietly_close(client)
+        raise
+    return client
+
+
+#: Seconds a connection is kept open, idle, for the next mail (servers drop idle clients after
+#: a few minutes; RFC 5321 asks them to wait at least 5).
+SESSION_IDLE = 30.0
+
+_SessionKey = tuple[str, int, str, str, str, bool, float]
+
+
+def _session_key(settings: MailSettings) -> _SessionKey:
+    return (settings.host, settings.port, settings.tls, settings.user, settings.password, settings.skip_verify,
+            settings.timeout)
+
+
+class _Sessions:
+    """Open connections by server and settings, each with when it was last used; the delivery
+    worker sends one mail at a time, and a connection is only ever used by whoever took it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[_SessionKey, tuple[smtplib.SMTP, float]] = {}
+
+    def take(self, key: _SessionKey) -> smtplib.SMTP | None:
+        with self._lock:
+            entry = self._idle.pop(key, None)
+        if entry is None:
+            return None
+        client, since = entry
+        if time.monotonic() - since > SESSION_IDLE:
+            _quietly_close(client)
+            return None
+        return client
+
+    def give(self, key: _SessionKey, client: smtplib.SMTP) -> None:
+        now = time.monotonic()
+        with self._lock:
+            stale = [k for k, (_, since) in self._idle.items() if now - since > SESSION_IDLE]
+            closing = [self._idle.pop(k)[0] for k in stale]
+            if key in self._idle:  # another one is kept already
+                closing.append(client)
+            else:
+                self._idle[key] = (client, now)
+        for old in closing:
+            _quietly_close(old)
+
+    def close_all(self) -> None:
+        with self._lock:
+            clients = [client for client, _ in self._idle.values()]
+            self._idle.clear()
+        for client in clients:
+            _quietly_close(client)
+
+
+_sessions = _Sessions()
+
+
+def _quietly_close(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except Exception:  # the server went first, or never answered: only the socket is left to close
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 @functools.lru_cache(maxsize=2)

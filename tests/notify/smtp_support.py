@@ -72,6 +72,15 @@ class Recorder:
     refuse_rcpt: bool = False
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: EHLOs seen: one per connection (two with STARTTLS).
+    ehlos: int = 0
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        with self.lock:
+            self.ehlos += 1
+        return responses
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -112,9 +121,9 @@ class SmtpServer:
     """``tls``: None, ``"starttls"`` (offered; required when ``require_tls``) or ``"implicit"``."""
 
     def __init__(self, folder: Path, *, tls: str | None = None, auth: tuple[str, str] | None = None,
-                 refuse_rcpt: bool = False, require_tls: bool = False) -> None:
+                 refuse_rcpt: bool = False, require_tls: bool = False, port: int | None = None) -> None:
         self.recorder = Recorder(refuse_rcpt=refuse_rcpt)
-        self.port = free_port()
+        self.port = port or free_port()
         self.authenticator = Authenticator(*auth) if auth else None
         kwargs: dict[str, Any] = {}
         server_ssl: ssl.SSLContext | None = None

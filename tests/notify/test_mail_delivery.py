@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from notify_support import Started, smtp_global
+from ofelia_hookspecs.types import Notice
 from polling import wait_for
 from smtp_support import SilentServer, SmtpServer
 
@@ -249,3 +250,37 @@ def test_cooldown_suppresses_and_the_next_mail_says_how_many(
     mails = server.wait_messages(3)
     assert "2 earlier notification(s) of this job were suppressed" in mails[-1].body()
     assert [r.state for r in rig.wait_notifications(fourth.id)] == ["sent"]
+
+
+def test_mails_to_one_server_share_a_connection_and_a_closed_one_is_replaced(tmp_path: Path) -> None:
+    from ofelia_core.notifiers import mail
+
+    server = SmtpServer(tmp_path, auth=("robot", "s3cret"))
+    settings = mail.MailSettings(host="127.0.0.1", port=server.port, to=("ops@example.com",), sender="ofelia@%",
+                                 user="robot", password="s3cret", tls="none", timeout=10.0)
+    notifier = mail.MailNotifier(settings)
+    for run_id in ("aaaaaaaaaaa1", "aaaaaaaaaaa2", "aaaaaaaaaaa3"):
+        notifier.send(unit_notice(run_id))
+    assert [m.message["Subject"] for m in server.wait_messages(3)] == [
+        "[Execution failed] Job nightly finished in 2s"] * 3
+    assert server.recorder.ehlos == 1 and {m.login for m in server.messages} == {"robot"}  # one login too
+
+    # The server goes away and comes back on the same port: the kept connection is dead, and the
+    # next mail goes over a new one rather than failing.
+    port = server.port
+    server.stop()  # its handler ends the kept connection
+    again = SmtpServer(tmp_path, auth=("robot", "s3cret"), port=port)
+    try:
+        notifier.send(unit_notice("aaaaaaaaaaa4"))
+        [resent] = again.wait_messages(1)
+        assert resent.message["Subject"] == "[Execution failed] Job nightly finished in 2s"
+        assert again.recorder.ehlos == 1
+    finally:
+        mail._sessions.close_all()
+        again.stop()
+
+
+def unit_notice(run_id: str) -> Notice:
+    return Notice(job_name="nightly", job_type="job-local", run_id=run_id, state="failed", trigger="schedule",
+                  attempt=1, scheduled_at=None, started_at=10.0, ended_at=12.0, exit_code=1, error="exit code 1",
+                  stdout=b"out", stderr=b"", document={"run": {"id": run_id}}, hostname="box")
