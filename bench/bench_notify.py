@@ -81,7 +81,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_validate import compile_sources
-from common import NOOP_TYPE, Samples, log_to_file, ms, noop_hooks, thread_cpu
+from common import Samples, ms, noop_job_sections, start_daemon_on, thread_cpu
 from stats import markdown_table, percentile, summary_ms
 
 PRESETS = ("json-post", "slack", "discord", "teams", "ntfy", "ntfy-token", "gotify", "healthchecks",
@@ -126,31 +126,9 @@ def global_section(contender: str, label: str, smtp_port: int, http_port: int, q
 
 
 def start_bench_daemon(workdir: Path, global_text: str, count: int, runner: Callable[..., int]) -> tuple[Any, Any]:
-    """The real Daemon on a config of ``global_text`` and ``count`` no-op jobs ``@every 1s``, as
-    bench/common.py's ``start_daemon`` runs it (state and log in ``workdir``)."""
-    import ofelia_core.daemon as daemon_module
-    from ofelia_core.runtime import load_and_validate
-
-    config = workdir / "ofelia.ini"
-    jobs = [f'[{NOOP_TYPE} "noop-{i:04d}"]\nschedule = @every 1s\ncommand = noop\n' for i in range(count)]
-    config.write_text(global_text + "\n" + "\n".join(jobs))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_")}
-    env["OFELIA_STATE_DIR"] = str(workdir / "state")
-    log_to_file(workdir / "ofelia.log")
-    noop = noop_hooks(runner, entrypoints=True)  # the mail, slack and webhook plugins come from entry points
-
-    def load_with_noop(*args: Any, hooks: Any = None, **kwargs: Any) -> Any:
-        return load_and_validate(*args, hooks=hooks or noop, **kwargs)
-
-    daemon_module.__dict__["load_and_validate"] = load_with_noop
-    daemon = daemon_module.Daemon(str(config), env=env)
-    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, name="daemon-main")
-    thread.start()
-    if not daemon.started.wait(120) or daemon.scheduler is None:
-        daemon.request_stop()
-        thread.join(60)
-        raise SystemExit(f"bench: the daemon did not start:\n{(workdir / 'ofelia.log').read_text()[-3000:]}")
-    return daemon, thread
+    """The real Daemon on a config of ``global_text`` and ``count`` no-op jobs ``@every 1s``
+    (the mail, slack and webhook plugins come from entry points); state and log in ``workdir``."""
+    return start_daemon_on(workdir, global_text + "\n" + noop_job_sections(count, "@every 1s"), runner)
 
 
 def patch_mail_ssl() -> None:

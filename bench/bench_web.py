@@ -73,7 +73,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NOOP_TYPE, Samples, log_to_file, ms, noop_hooks
+from common import Samples, ms, noop_job_sections, start_daemon_on, stop_daemon
 from stats import markdown_table, summary_ms
 
 TARGET_P99_MS = 50.0
@@ -95,36 +95,17 @@ def start_web_daemon(
     """The real Daemon with its web server on a free loopback port, auth on, ``count`` no-op jobs
     on ``schedule`` (or spread over ``spread`` seconds, see :func:`job_schedule`), the metrics driver
     ``driver``; state and log in ``workdir``."""
-    import ofelia_core.daemon as daemon_module
-    from ofelia_core.runtime import load_and_validate
-
-    config = workdir / "ofelia.ini"
     startup = "run-on-startup = true\n" if run_on_startup else ""
-    sections = [f'[{NOOP_TYPE} "noop-{i:04d}"]\nschedule = {job_schedule(i, schedule, spread)}\n'
-                f'command = noop\n{startup}' for i in range(count)]
     web = (f"enable-web = true\nweb-address = 127.0.0.1:0\nweb-auth-enabled = true\n"
            f"web-username = {USERNAME}\nweb-password-hash = {password_hash}\n")
-    config.write_text("[global]\n" + web + "\n" + "\n".join(sections))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_")}
-    env["OFELIA_STATE_DIR"] = str(workdir / "state")
-    env["OFELIA_METRICS"] = driver
+    env = {"OFELIA_METRICS": driver}
     if driver == "performance":
         env["OFELIA_ENABLE_PERFORMANCE_METRICS"] = "true"
-    log_to_file(workdir / "ofelia.log")
-    noop = noop_hooks(lambda job, run, context: 0, entrypoints=True)
-
-    def load_with_noop(*args: Any, hooks: Any = None, **kwargs: Any) -> Any:
-        return load_and_validate(*args, hooks=hooks or noop, **kwargs)
-
-    daemon_module.__dict__["load_and_validate"] = load_with_noop
-    daemon = daemon_module.Daemon(str(config), env=env)
-    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, name="daemon-main")
-    thread.start()
-    if not daemon.started.wait(120) or daemon.scheduler is None or daemon.web is None:
-        daemon.request_stop()
-        thread.join(60)
-        tail = (workdir / "ofelia.log").read_text()[-2000:]
-        raise SystemExit(f"bench: the daemon did not start:\n{tail}")
+    jobs = noop_job_sections(count, lambda i: job_schedule(i, schedule, spread), startup)
+    daemon, thread = start_daemon_on(workdir, "[global]\n" + web + "\n" + jobs, lambda job, run, context: 0, env)
+    if daemon.web is None:
+        stop_daemon(daemon, thread)
+        raise SystemExit("bench: the daemon started without its web server")
     return daemon, thread
 
 

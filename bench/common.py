@@ -81,17 +81,34 @@ def log_to_file(path: Path) -> None:
     logger.add(str(path), level="INFO", format=LOG_FORMAT)
 
 
+def noop_job_sections(count: int, schedule: Callable[[int], str] | str, extra: str = "") -> str:
+    """``count`` no-op job sections ``noop-0000`` ...; ``schedule`` is one spec or one per index."""
+    return "\n".join(
+        f'[{NOOP_TYPE} "noop-{i:04d}"]\nschedule = {schedule(i) if callable(schedule) else schedule}\n'
+        f"command = noop\n{extra}" for i in range(count)
+    )
+
+
 def start_daemon(workdir: Path, count: int, schedule: str, runner: Runner) -> tuple[Any, threading.Thread]:
     """The real Daemon (Runtime, history, drivers, Dispatcher, Scheduler, config watch) on a config
     file of ``count`` no-op jobs, its state directory and log file in ``workdir``."""
+    return start_daemon_on(workdir, "[global]\n\n" + noop_job_sections(count, schedule), runner)
+
+
+def start_daemon_on(
+    workdir: Path, config_text: str, runner: Runner, env_extra: Mapping[str, str] | None = None
+) -> tuple[Any, threading.Thread]:
+    """The real Daemon in a thread on ``config_text`` (its no-op jobs run by ``runner``), state
+    directory and log file in ``workdir``, none of the caller's ``OFELIA_*`` variables but
+    ``env_extra``; exits the bench with the log's tail if it does not start."""
     import ofelia_core.daemon as daemon_module
     from ofelia_core.runtime import load_and_validate
 
     config = workdir / "ofelia.ini"
-    sections = [f'[{NOOP_TYPE} "noop-{i:04d}"]\nschedule = {schedule}\ncommand = noop\n' for i in range(count)]
-    config.write_text("[global]\n\n" + "\n".join(sections))
+    config.write_text(config_text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_")}
     env["OFELIA_STATE_DIR"] = str(workdir / "state")
+    env.update(env_extra or {})
     log_to_file(workdir / "ofelia.log")
     # The daemon builds its own plugin manager; hand it one that also knows the no-op type.
     noop = noop_hooks(runner, entrypoints=True)
@@ -99,13 +116,14 @@ def start_daemon(workdir: Path, count: int, schedule: str, runner: Runner) -> tu
     def load_with_noop(*args: Any, hooks: Any = None, **kwargs: Any) -> Any:
         return load_and_validate(*args, hooks=hooks or noop, **kwargs)
 
-    daemon_module.load_and_validate = load_with_noop
+    daemon_module.__dict__["load_and_validate"] = load_with_noop
     daemon = daemon_module.Daemon(str(config), env=env)
     thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False}, name="daemon-main")
     thread.start()
     if not daemon.started.wait(120) or daemon.scheduler is None:
         daemon.request_stop()
-        raise SystemExit(f"bench: the daemon did not start; see {workdir / 'ofelia.log'}")
+        thread.join(60)
+        raise SystemExit(f"bench: the daemon did not start:\n{(workdir / 'ofelia.log').read_text()[-3000:]}")
     return daemon, thread
 
 

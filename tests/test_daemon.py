@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from history_rows import history_rows
 from polling import wait_for
 
 pytestmark = pytest.mark.slow
@@ -48,19 +48,8 @@ class DaemonProcess:
         return code
 
 
-def runs(state: Path, job: str | None = None) -> list[dict[str, object]]:
-    db = state / "history.db"
-    if not db.exists():
-        return []
-    query = "SELECT * FROM runs" + (" WHERE job_name = ?" if job else "")
-    try:
-        with sqlite3.connect(db, timeout=10) as conn:
-            conn.row_factory = sqlite3.Row
-            return [dict(row) for row in conn.execute(query, (job,) if job else ())]
-    except sqlite3.OperationalError as exc:  # the daemon is still creating the schema
-        if "no such table" in str(exc):
-            return []
-        raise
+#: Run rows of the daemon under test.
+runs = history_rows
 
 
 @pytest.fixture

@@ -389,6 +389,11 @@ def trigger_loop(config: Config) -> list[tuple[str, str]] | None:
             for target in to_list(job.values.get(key, []), split_commas=True)
             if target in config.jobs and target != name
         ]
+    return _find_cycle(edges)
+
+
+def _find_cycle(edges: Mapping[str, Sequence[tuple[str, str]]]) -> list[tuple[str, str]] | None:
+    """One cycle of ``edges`` (job -> [(target, key)]), as (job, key of the edge taken) steps, if any."""
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     path: list[tuple[str, str]] = []  # (job, the key of the edge taken from it)
 
@@ -419,30 +424,10 @@ def _dependency_cycle(config: Config) -> list[str] | None:
     """One cycle of ``depends-on`` edges between defined jobs, if any (self-loops are reported elsewhere)."""
     edges = {
         name: [
-            t for t in to_list(job.values.get("depends-on", []), split_commas=True) if t in config.jobs and t != name
+            (t, "depends-on") for t in to_list(job.values.get("depends-on", []), split_commas=True)
+            if t in config.jobs and t != name
         ]
         for name, job in config.jobs.items()
     }
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for target in edges[node]:
-            if state.get(target) == 1:
-                return path[path.index(target) :]
-            if target not in state:
-                found = visit(target)
-                if found:
-                    return found
-        state[node] = 2
-        path.pop()
-        return None
-
-    for name in edges:
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
-    return None
+    cycle = _find_cycle(edges)
+    return None if cycle is None else [name for name, _ in cycle]

@@ -5,66 +5,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from loguru import logger
-from polling import wait_for
+from notify_support import Started, start_daemon_from
 from recording_server import RecordingServer, running_server
 
-from ofelia_core.daemon import Daemon
-from ofelia_core.history import HistoryStore, NotificationRecord
-from ofelia_core.runs import FINAL_STATES, Run
-
 TOKEN = "T0KEN9SECRET9VALUE"
-
-
-class Rig:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.stopped = False
-        self._reopened: HistoryStore | None = None
-
-    @property
-    def history(self) -> HistoryStore:
-        """The daemon's store; after :meth:`stop`, the same file opened again."""
-        assert self.daemon.runtime is not None
-        if not self.stopped:
-            return self.daemon.runtime.history
-        if self._reopened is None:
-            self._reopened = HistoryStore(self.daemon.runtime.history_file)
-        return self._reopened
-
-    def run(self, job: str) -> Run:
-        run = self.daemon.run_now(job)
-        assert wait_for(lambda: self._final(run.id)), f"run {run.id} of {job} did not finish"
-        final = self.history.get(run.id)
-        assert final is not None
-        return final
-
-    def _final(self, run_id: str) -> bool:
-        run = self.history.get(run_id)
-        return run is not None and run.state in FINAL_STATES
-
-    def notifications(self, run_id: str, count: int = 1) -> list[NotificationRecord]:
-        def found() -> list[NotificationRecord]:
-            return list(self.history.notifications([run_id]).get(run_id, []))
-
-        assert wait_for(lambda: len(found()) >= count), found()
-        return found()
-
-    def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            self.daemon.request_stop()
-            self.daemon.shutdown()
-
-    def close(self) -> None:
-        self.stop()
-        if self._reopened is not None:
-            self._reopened.close()
 
 
 @pytest.fixture
@@ -73,17 +22,11 @@ def server() -> Iterator[RecordingServer]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Callable[[str], Rig]]:
-    rigs: list[Rig] = []
+def daemon(tmp_path: Path) -> Iterator[Callable[[str], Started]]:
+    rigs: list[Started] = []
 
-    def start(text: str) -> Rig:
-        path = tmp_path / "ofelia.ini"
-        path.write_text(text)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_")}
-        env["OFELIA_STATE_DIR"] = str(tmp_path / "state")
-        daemon = Daemon(str(path), env=env)
-        daemon.start()
-        rigs.append(Rig(daemon))
+    def start(text: str) -> Started:
+        rigs.append(start_daemon_from(tmp_path, text, len(rigs)))
         return rigs[-1]
 
     yield start
@@ -105,7 +48,7 @@ command = sh -c 'echo oops >&2; exit 3'
 """
 
 
-def test_a_run_posts_what_the_docs_say(server: RecordingServer, daemon: Callable[[str], Rig]) -> None:
+def test_a_run_posts_what_the_docs_say(server: RecordingServer, daemon: Callable[[str], Started]) -> None:
     rig = daemon(f"""
 [webhook "ops"]
 url = {server.url(f"/hooks/{TOKEN}")}
@@ -122,24 +65,24 @@ secret = signing-key
     assert body["execution"]["status"] == "successful"
     assert body["execution"]["output"] == "hello\n"
     assert request.header("X-Ofelia-Signature", ).startswith("sha256=")  # type: ignore[union-attr]
-    (record,) = rig.notifications(run.id)
+    (record,) = rig.wait_notifications(run.id)
     assert (record.notifier, record.state, record.attempts) == ("webhook:ops", "sent", 1)
 
 
-def test_trigger_error_sends_the_failed_run_only(server: RecordingServer, daemon: Callable[[str], Rig]) -> None:
+def test_trigger_error_sends_the_failed_run_only(server: RecordingServer, daemon: Callable[[str], Started]) -> None:
     rig = daemon(f'[webhook "ops"]\nurl = {server.url()}\n' + jobs(webhooks="ops"))  # trigger: error (default)
     ok = rig.run("hello")
     failed = rig.run("broken")
     (request,) = server.wait_for(1)
     assert request.json()["execution"]["id"] == failed.id
     assert request.json()["execution"]["error"] == "exit code 3"
-    rig.notifications(failed.id)
+    rig.wait_notifications(failed.id)
     rig.stop()
     assert len(server.requests) == 1
     assert rig.history.notifications([ok.id]).get(ok.id, []) == []
 
 
-def test_a_jobs_webhooks_replace_the_global_ones(server: RecordingServer, daemon: Callable[[str], Rig]) -> None:
+def test_a_jobs_webhooks_replace_the_global_ones(server: RecordingServer, daemon: Callable[[str], Started]) -> None:
     rig = daemon(f"""
 [global]
 webhooks = everyone
@@ -165,14 +108,16 @@ webhooks = mine
     requests = server.wait_for(2)
     paths = {r.json()["job"]["name"]: r.path for r in requests}
     assert paths == {"inherits": "/everyone", "own": "/mine"}
-    rig.notifications(inherits.id)
-    rig.notifications(own.id)
+    rig.wait_notifications(inherits.id)
+    rig.wait_notifications(own.id)
     rig.stop()
     assert len(server.requests) == 2
 
 
 @pytest.mark.slow
-def test_a_request_failing_twice_is_retried_until_sent(server: RecordingServer, daemon: Callable[[str], Rig]) -> None:
+def test_a_request_failing_twice_is_retried_until_sent(
+    server: RecordingServer, daemon: Callable[[str], Started]
+) -> None:
     server.script = [500, 500]
     rig = daemon(f"""
 [webhook "ops"]
@@ -185,13 +130,13 @@ retry-delay = 200ms
     requests = server.wait_for(3)
     assert [r.json()["execution"]["id"] for r in requests] == [run.id] * 3
     assert all(b.at - a.at >= 0.18 for a, b in itertools.pairwise(requests))
-    (record,) = rig.notifications(run.id)
+    (record,) = rig.wait_notifications(run.id)
     assert (record.state, record.attempts) == ("sent", 3)
 
 
 @pytest.mark.slow
 def test_a_failed_delivery_is_recorded_logged_and_the_run_still_succeeds(
-    server: RecordingServer, daemon: Callable[[str], Rig], request: pytest.FixtureRequest
+    server: RecordingServer, daemon: Callable[[str], Started], request: pytest.FixtureRequest
 ) -> None:
     lines: list[str] = []
     sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
@@ -207,7 +152,7 @@ retry-delay = 100ms
 """ + jobs(webhooks="ops"))
     run = rig.run("hello")
     assert run.state == "success"
-    (record,) = rig.notifications(run.id)
+    (record,) = rig.wait_notifications(run.id)
     assert (record.state, record.attempts) == ("failed", 2)
     assert record.error is not None and "HTTP 500" in record.error
     assert TOKEN not in record.error
@@ -216,7 +161,7 @@ retry-delay = 100ms
     assert not any(TOKEN in line for line in lines)
 
 
-def test_allowed_hosts_refusal_is_a_recorded_failure(server: RecordingServer, daemon: Callable[[str], Rig]) -> None:
+def test_allowed_hosts_refusal_is_a_recorded_failure(server: RecordingServer, daemon: Callable[[str], Started]) -> None:
     rig = daemon(f"""
 [global]
 webhook-allowed-hosts = hooks.slack.com
@@ -227,14 +172,14 @@ trigger = always
 retry-count = 0
 """ + jobs(webhooks="ops"))
     run = rig.run("hello")
-    (record,) = rig.notifications(run.id)
+    (record,) = rig.wait_notifications(run.id)
     assert record.state == "failed"
     assert record.error is not None and "not in webhook-allowed-hosts" in record.error
     assert server.requests == []
 
 
 def test_ofelias_slack_keys_post_the_form_payload(
-    server: RecordingServer, daemon: Callable[[str], Rig], tmp_path: Path
+    server: RecordingServer, daemon: Callable[[str], Started], tmp_path: Path
 ) -> None:
     rig = daemon(f"""
 [global]
@@ -248,7 +193,7 @@ save-folder = {tmp_path / "saved"}
     payload = json.loads(request.form()["payload"][0])
     assert payload["text"].startswith("Job *broken* finished in *")
     assert payload["attachments"] == [{"color": "#F35A00", "title": "Execution failed", "text": "exit code 3"}]
-    (record,) = rig.notifications(failed.id)
+    (record,) = rig.wait_notifications(failed.id)
     assert (record.notifier, record.state) == ("slack", "sent")
     saved = list((tmp_path / "saved").glob("*.json"))
     assert saved and not any(TOKEN in path.read_text() for path in saved)  # the save middleware's files
@@ -258,7 +203,7 @@ save-folder = {tmp_path / "saved"}
 
 
 def test_webhook_url_and_secret_are_redacted_from_the_config_api(
-    server: RecordingServer, daemon: Callable[[str], Rig]
+    server: RecordingServer, daemon: Callable[[str], Started]
 ) -> None:
     from ofelia_core.web.redact import effective_config
     from ofelia_core.web.settings import WebSettings

@@ -4,7 +4,6 @@ database), with an observer plugin that sees each run as ``ofelia_observe_run_en
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from history_rows import history_rows
 from ofelia_hookspecs import hookimpl
 from polling import wait_for
 
@@ -65,21 +65,6 @@ class Harness:
 
     def rewrite(self, text: str) -> None:
         self.config.write_text(text)
-
-
-def history_rows(state: Path, job: str | None = None) -> list[dict[str, Any]]:
-    db = state / "history.db"
-    if not db.exists():
-        return []
-    query = "SELECT * FROM runs" + (" WHERE job_name = ?" if job else "") + " ORDER BY at, rowid"
-    try:
-        with sqlite3.connect(db, timeout=10) as conn:
-            conn.row_factory = sqlite3.Row
-            return [dict(row) for row in conn.execute(query, (job,) if job else ())]
-    except sqlite3.OperationalError as exc:  # the daemon is still creating the schema
-        if "no such table" in str(exc):
-            return []
-        raise
 
 
 @contextmanager

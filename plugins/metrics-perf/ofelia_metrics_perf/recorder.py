@@ -660,10 +660,9 @@ class PerformanceRecorder:
         return {"total": total, "by_state": by_state, "jobs": jobs}
 
     def _jobs_snapshot(self, *, with_durations: bool) -> tuple[int, list[_JobFigures]]:
-        """Every job's figures, copied under the runs lock; the caller builds its output after it.
-        Building 1,000 jobs' series inside the lock made each run ending meanwhile wait for it,
-        and with the scrape thread switched out by the GIL while holding the lock, runs started
-        up to 0.8 s late during scrapes (bench/bench_web.py)."""
+        """Every job's figures, copied under the runs lock; the caller builds its output after it,
+        so a run ending during a scrape waits for a copy, not for 1,000 jobs' series to be built
+        (while the scraping thread may be switched out by the GIL with the lock held)."""
         with self._runs_lock:
             return self._runs_total, [
                 (name, [(state, figures[0], figures[1]) for state, figures in job.by_state.items()],
