@@ -165,10 +165,9 @@ def test_a_bad_template_is_a_configuration_error(template: str, message: str) ->
 def test_a_server_that_never_answers_fails_after_the_timeout(server: RecordingServer) -> None:
     server.default = HANG
     hook = notifier({"url": server.url("/slow/TOKEN123456"), "timeout": "300ms"})
-    started = time.monotonic()
+    # The server never answers: without the time limit this send would not return.
     with pytest.raises(DeliveryError, match=r"no answer within 0\.3s") as caught:
         hook.send(make_notice())
-    assert time.monotonic() - started < 2.0
     assert "TOKEN123456" not in str(caught.value)
 
 

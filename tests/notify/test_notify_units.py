@@ -170,9 +170,8 @@ def test_a_full_queue_refuses_at_once_and_the_rest_is_sent_in_order() -> None:
         assert wait_for(lambda: slow.calls == 1)  # the worker holds r1 in send
         assert queue.put(Delivery(slow, notice(run_id="r2")))
         assert queue.put(Delivery(slow, notice(run_id="r3")))
-        started = time.monotonic()
+        # Refused while the worker is still held in send (the gate opens only below): put never waits.
         assert not queue.put(Delivery(slow, notice(run_id="r4")))
-        assert time.monotonic() - started < 1.0  # refused, not waited for
     finally:
         gate.set()
         queue.close(10)
@@ -237,9 +236,7 @@ def test_close_gives_up_on_a_stuck_send_and_reports_the_rest_as_dropped() -> Non
     queue.put(Delivery(stuck, notice(run_id="held")))
     assert wait_for(lambda: stuck.calls == 1)
     queue.put(Delivery(stuck, notice(run_id="waiting")))
-    started = time.monotonic()
-    queue.close(0.2)
-    assert time.monotonic() - started < 5  # bounded: the stuck send is not waited for
+    queue.close(0.2)  # returns with the send still stuck (the gate opens only below): not waited for
     assert outcomes.seen == [("stuck", "waiting", "dropped", 0, "not delivered: the daemon stopped first")]
     gate.set()
 
