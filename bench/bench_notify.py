@@ -74,6 +74,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from email import message_from_bytes
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_validate import compile_sources
 from common import Samples, ms, noop_job_sections, start_daemon_on, thread_cpu
-from stats import markdown_table, percentile, summary_ms
+from stats import mann_whitney_greater, markdown_table, percentile, summary_ms
 
 PRESETS = ("json-post", "slack", "discord", "teams", "ntfy", "ntfy-token", "gotify", "healthchecks",
            "healthchecks-selfhosted")
@@ -91,8 +93,14 @@ DEFAULT_ORDER = "none,on-error,slack,webhooks,mail,all,none"
 THREADS = {"scheduler": "ofelia-scheduler", "run workers": "ofelia-run-", "delivery worker": "ofelia-notify"}
 
 
+def kind(contender: str) -> str:
+    """``on-error:thread`` is ``on-error`` sent from the daemon's thread (``notify-process = false``)."""
+    return contender.removesuffix(":thread")
+
+
 def destinations(contender: str) -> list[str]:
     """The notifier names a notified run of ``contender`` is delivered to (as the core records them)."""
+    contender = kind(contender)
     webhooks = [f"webhook:{preset}" for preset in PRESETS]
     return {"none": [], "mail": ["mail"], "slack": ["slack"], "webhooks": webhooks,
             "all": ["mail", "slack", *webhooks], "on-error": ["mail", "slack", *webhooks]}[contender]
@@ -102,6 +110,8 @@ def global_section(contender: str, label: str, smtp_port: int, http_port: int, q
     """``[global]`` (and ``[webhook]`` sections) for ``contender``; ``label`` marks its deliveries."""
     base = f"http://127.0.0.1:{http_port}/{label}"
     lines = ["[global]", f"notify-queue-size = {queue_size}"]
+    lines += ["notify-process = false"] if contender.endswith(":thread") else []
+    contender = kind(contender)
     sections: list[str] = []
     on_error = contender == "on-error"
     if contender in ("mail", "all", "on-error"):
@@ -140,6 +150,43 @@ def patch_mail_ssl() -> None:
     from ofelia_core.notifiers import mail
 
     mail.__dict__["_ssl_context"] = functools.lru_cache(maxsize=2)(mail._ssl_context)
+
+
+class IdleNotifier:
+    """``--patch-send idle``: stands in for every notifier in the send (pickled to the notification
+    process like the real ones): it sleeps ``pause`` seconds, no CPU, nothing on the network."""
+
+    retry_count, retry_delay = 0, 0.0
+
+    def __init__(self, name: str, pause: float) -> None:
+        self.name, self.pause = name, pause
+
+    def wants(self, notice: Any) -> bool:
+        return True
+
+    def send(self, notice: Any) -> None:
+        time.sleep(self.pause)
+
+
+def patch_send_idle(notifications: Any, pause: float = 0.001) -> None:
+    """``--patch-send idle``: every delivery goes through the queue, the worker, the notification
+    process (or thread) and the records as usual, but the send itself is :class:`IdleNotifier`'s:
+    what the delivery machinery costs the runs without the sends' own CPU and the servers'.
+    A diagnostic (the servers then receive nothing)."""
+    import pickle
+
+    pickled = notifications._pickled
+    notifications._pickled = lambda notifier: pickled(IdleNotifier(notifier.name, pause))
+    queue_send = notifications.queue.send
+
+    def send(delivery: Any) -> None:
+        if delivery.blob is None:
+            delivery.notifier = IdleNotifier(delivery.notifier.name, pause)
+        else:
+            assert pickle.loads(delivery.blob).__class__.__name__ == "IdleNotifier"
+        queue_send(delivery)
+
+    notifications.queue.send = send
 
 
 def patch_defer(daemon: Any, quiet: float) -> None:
@@ -192,6 +239,23 @@ class Deliveries:
     def total(self) -> Counter[str]:
         """``notifier state`` -> count, every delivery since the start."""
         return Counter(f"{row[1]} {row[2]}" for row in list(self.rows))
+
+
+class ChildCpu:
+    """CPU seconds of the notification process (``notify-process``) from now to :meth:`used`."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.process = psutil.Process(pid) if pid is not None else None
+        self.start = self._now()
+
+    def _now(self) -> float:
+        if self.process is None:
+            return 0.0
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+    def used(self) -> float:
+        return self._now() - self.start
 
 
 class RunThreadCost:
@@ -255,6 +319,9 @@ def contend(args: argparse.Namespace) -> dict[str, Any]:
         notifications = daemon.runtime.notifications
         if args.patch_defer:
             patch_defer(daemon, args.patch_defer / 1000)
+        if args.patch_send == "idle":
+            patch_send_idle(notifications)
+            notifications.configure(daemon.runtime.loaded.config, daemon.runtime.jobs)
         built = Counter(n.name for job in daemon.runtime.jobs for n in notifications.notifiers_of(job))
         deliveries = Deliveries(notifications)
         run_thread = RunThreadCost(notifications)
@@ -264,13 +331,15 @@ def contend(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(args.warmup)
             time.sleep((0.5 - time.time()) % 1.0)  # start between two whole-second fires
             threads0, start, cpu0 = thread_cpu(THREADS), time.time(), time.process_time()
+            child = ChildCpu(notifications.process.pid)
             time.sleep(max(0.0, start + args.duration - time.time()))
             end, cpu1, threads1 = time.time(), time.process_time(), thread_cpu(THREADS)
+            child_cpu = child.used()
             # The runs scheduled near the end, and their deliveries, are still being made.
             drain_start = time.monotonic()
             deadline = drain_start + 30  # then the daemon's own drain (10 s) records the rest
             wanted = len(destinations(args.contender))
-            notified = args.failing if args.contender == "on-error" else args.jobs
+            notified = args.failing if kind(args.contender) == "on-error" else args.jobs
             while time.monotonic() < deadline and (
                 len(samples.between(start, end)) < args.jobs * round(end - start)
                 or len(deliveries.between(start, end)) < wanted * notified * round(end - start)
@@ -306,6 +375,7 @@ def contend(args: argparse.Namespace) -> dict[str, Any]:
         "run_thread_us_per_run": run_thread.between(start, end) / len(rows) * 1e6 if rows else 0.0,
         "build_notice_us_per_run": run_thread.between(start, end, "build_notice") / len(rows) * 1e6 if rows else 0.0,
         "worker_cpu": threads1["delivery worker"] - threads0["delivery worker"],
+        "child_cpu_per_min": child_cpu * per_minute,
         "sent_in_wall": sum(1 for row in deliveries.rows if start <= row[4] < end and row[2] == "sent"),
         "drained_s": drained,
         "totals": dict(deliveries.total()),
@@ -331,7 +401,8 @@ class Servers:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 for rcpt in envelope.rcpt_tos:
                     servers.mail[rcpt.split("@")[0]] += 1
-                if b"] Job noop-" not in envelope.content:
+                subject = message_from_bytes(envelope.content)["Subject"] or ""
+                if "] Job noop-" not in str(make_header(decode_header(subject))):  # "µs" is encoded
                     servers.bad["mail subject"] += 1
                 return "250 OK"
 
@@ -400,10 +471,11 @@ def load_average() -> str:
 
 
 def run_all(args: argparse.Namespace) -> None:
-    order = [name.strip() for name in args.contenders.split(",") if name.strip()]
-    unknown = sorted(set(order) - set(CONTENDERS))
+    order = [name.strip() for name in args.contenders.split(",") if name.strip()] * args.rounds
+    unknown = sorted({kind(name) for name in order} - set(CONTENDERS))
     if unknown or "none" not in order:
-        raise SystemExit(f"bench: --contenders takes {', '.join(CONTENDERS)} and must include none")
+        raise SystemExit(f"bench: --contenders takes {', '.join(CONTENDERS)} (each may end in :thread) "
+                         "and must include none")
     compile_sources()
     servers = Servers()
     me = psutil.Process()
@@ -411,7 +483,7 @@ def run_all(args: argparse.Namespace) -> None:
     results = []
     try:
         for index, name in enumerate(order):
-            label = f"c{index}-{name}"
+            label = f"c{index}-{name.replace(':', '-')}"
             load = load_average()
             print(f"bench: {name} (load average {load}) ...", file=sys.stderr, flush=True)
             before = me.cpu_times()
@@ -420,6 +492,7 @@ def run_all(args: argparse.Namespace) -> None:
                  "--http-port", str(servers.http_port), "--jobs", str(args.jobs), "--duration", str(args.duration),
                  "--windows", str(args.windows), "--warmup", str(args.warmup), "--queue-size", str(args.queue_size),
                  "--failing", str(args.failing), "--patch-defer", str(args.patch_defer),
+                 "--patch-send", args.patch_send,
                  *(["--patch-mail-ssl"] if args.patch_mail_ssl else [])],
                 stdout=subprocess.PIPE, text=True, env=env,
             )
@@ -436,12 +509,34 @@ def run_all(args: argparse.Namespace) -> None:
     report(args, results, servers)
 
 
+def pooled_report(args: argparse.Namespace, results: list[dict[str, Any]], band: list[float]) -> None:
+    """Each contender's window p99s over every round against the baseline's (Mann-Whitney U)."""
+    rows = []
+    middle = statistics.median(band)
+    for name in dict.fromkeys(r["name"] for r in results):
+        if name == "none":
+            continue
+        windows = [p for r in results if r["name"] == name for p in r["window_p99_ms"] if p is not None]
+        chance = mann_whitney_greater(windows, band)
+        difference = statistics.median(windows) - middle
+        rows.append([name, len(windows), ms(statistics.median(windows)), ms(middle),
+                     f"{difference:+.1f} ({difference / middle * 100:+.0f} %)", f"{chance:.3f}",
+                     "**yes**" if chance < 0.05 else "no"])
+    span = args.duration / args.windows
+    print(f"\nOver the {args.rounds} rounds (contenders interleaved): each contender's {span:g} s window p99s against "
+          f"the baseline's {len(band)}; measurable = Mann-Whitney U one-sided p < 0.05 that they are higher.\n")
+    print(markdown_table(["contender", "windows", "median window p99 ms", "baseline median window p99 ms",
+                          "difference ms", "p (higher)", "measurable difference"], rows))
+
+
 def report(args: argparse.Namespace, results: list[dict[str, Any]], servers: Servers) -> None:
     baseline = [r for r in results if r["name"] == "none"]
     band = [p for r in baseline for p in r["window_p99_ms"] if p is not None]
     low, high, middle = min(band), max(band), statistics.median(band)
     limit_median = middle + (high - low)
     patched = "; mail patched to reuse one SSL context (--patch-mail-ssl)" if args.patch_mail_ssl else ""
+    if args.patch_send == "idle":
+        patched += "; every send replaced by a 1 ms sleep (--patch-send idle)"
     if args.patch_defer:
         patched += f"; deliveries deferred until {args.patch_defer:g} ms without run activity (--patch-defer)"
     print(f"{args.jobs} no-op jobs @every 1s ({args.jobs} runs a second, all due on the same second), "
@@ -463,7 +558,7 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], servers: Ser
             r["name"], f"{r['runs']}/{r['expected']}", ms(lateness["median"]), ms(lateness["p95"]),
             ms(lateness["p99"]), ms(lateness["max"]), f"{ms(min(windows))} to {ms(max(windows))}",
             delivered, lost, delay, r["queue_peak"], f"{r['cpu_per_min']:.1f}",
-            f"{r['threads_per_min']['delivery worker']:.1f}",
+            f"{r['threads_per_min']['delivery worker']:.1f}", f"{r['child_cpu_per_min']:.1f}",
             f"{r['worker_cpu'] / r['sent_in_wall'] * 1000:.2f}" if r["sent_in_wall"] else "—",
             f"{r['run_thread_us_per_run']:.0f}", f"{lateness['p99'] / middle:.2f}",
             "yes" if within else "**no**",
@@ -471,6 +566,7 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], servers: Ser
     print(markdown_table(
         ["contender", "runs", "median ms", "p95 ms", "p99 ms", "max ms", "window p99 ms", "sent/expected",
          "failed/dropped", "delivery p99 s", "queue peak", "CPU s/min", "delivery worker CPU s/min",
+         "notification process CPU s/min",
          "worker CPU ms per delivery", "run-thread notify CPU µs per run", "p99 / baseline median window p99",
          "within noise"],
         rows,
@@ -478,6 +574,8 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], servers: Ser
     print(f"\nBaseline spread: window p99 {ms(low)} to {ms(high)} ms, median {ms(middle)} ms "
           f"({len(band)} windows of {args.duration / args.windows:g} s). Within noise: p99 at most {ms(high)} ms "
           f"and the median window p99 at most {ms(limit_median)} ms.")
+    if args.rounds > 1:
+        pooled_report(args, results, band)
     print("\nEvery delivery, the whole run of each contender (warm-up and drain included), as the core "
           "recorded it and as the servers received it:\n")
     check_rows = []
@@ -510,10 +608,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds measured per contender")
     parser.add_argument("--jobs", type=int, default=100, help="no-op jobs, each @every 1s")
     parser.add_argument("--windows", type=int, default=6, help="windows the measurement is cut into")
+    parser.add_argument("--rounds", type=int, default=1, help="run the contenders in order this many times")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--queue-size", type=int, default=1000, help="notify-queue-size")
     parser.add_argument("--failing", type=int, default=5, help="jobs whose every run fails (exit code 1)")
     parser.add_argument("--patch-mail-ssl", action="store_true", help="reuse one SSL context for mail (diagnostic)")
+    parser.add_argument("--patch-send", choices=("real", "idle"), default="real",
+                        help="idle: each send sleeps 1 ms instead (diagnostic)")
     parser.add_argument("--patch-defer", type=float, default=0.0, metavar="MS",
                         help="deliver only after MS ms without run activity (diagnostic)")
     parser.add_argument("--contenders", default=DEFAULT_ORDER, help=f"in order, from {', '.join(CONTENDERS)}")

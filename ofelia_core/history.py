@@ -27,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -208,10 +208,17 @@ class HistoryStore:
     ) -> bool:
         """Store a notification's outcome; ``False`` when its run is no longer in the history
         (pruned already), so no record outlives its run."""
-        params = {"run_id": run_id, "job_name": job_name, "notifier": notifier, "state": state,
-                  "attempts": attempts, "error": error, "at": at}
+        record = NotificationRecord(run_id, job_name, notifier, state, attempts, error, at)
+        return self.record_notifications([record]) > 0
+
+    def record_notifications(self, records: Sequence[NotificationRecord]) -> int:
+        """Store several in one transaction (one commit: the delivery worker's batch); returns
+        how many were stored (a record whose run was pruned already is not)."""
+        stored = 0
         with self._transaction() as con:
-            return con.execute(_NOTIFICATION_INSERT, params).rowcount > 0
+            for record in records:
+                stored += con.execute(_NOTIFICATION_INSERT, vars(record)).rowcount
+        return stored
 
     def mark_interrupted(self) -> int:
         """At daemon start: runs left ``running`` by a previous process become

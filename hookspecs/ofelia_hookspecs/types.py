@@ -131,6 +131,14 @@ class RunView(Protocol):
     def state(self) -> str: ...
 
 
+#: Run states as notices carry them.
+RUN_STATES: frozenset[str] = frozenset({"success", "failed", "skipped", "missed", "timed_out", "cancelled"})
+#: ``Notice.failed``: what the ``*-only-on-error`` keys send.
+FAILED_STATES: frozenset[str] = frozenset({"failed", "timed_out", "cancelled"})
+#: ``Notice.skipped``.
+SKIPPED_STATES: frozenset[str] = frozenset({"skipped", "missed"})
+
+
 @dataclass(frozen=True)
 class Notice:
     """One finished run, as notifiers receive it: built once per run, after its last attempt
@@ -166,11 +174,11 @@ class Notice:
     @property
     def failed(self) -> bool:
         """Failed, timed out or cancelled: what ``*-only-on-error`` keys send."""
-        return self.state in ("failed", "timed_out", "cancelled")
+        return self.state in FAILED_STATES
 
     @property
     def skipped(self) -> bool:
-        return self.state in ("skipped", "missed")
+        return self.state in SKIPPED_STATES
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,11 @@ class Notifier(Protocol):
     ``retry_count`` times ``retry_delay`` seconds apart, then recorded as a failed delivery
     and logged. Its message must not contain secrets (passwords, webhook URLs or their
     tokens).
+
+    Optional: a ``states`` attribute, the ``frozenset`` of run states (:data:`RUN_STATES`)
+    whose notices it may want. When every notifier of a job has one, a run in none of them
+    ends without a notice being built or ``wants`` asked (with ``*-only-on-error``, most
+    runs); without it, ``wants`` is asked for every run.
     """
 
     #: For logs and delivery records: ``mail``, ``slack``, ``webhook:ops``. Never a URL.

@@ -41,7 +41,7 @@ from typing import Any
 
 from ofelia_hookspecs import hookimpl
 from ofelia_hookspecs.settings import format_duration, parse_duration
-from ofelia_hookspecs.types import KeySpec, Notice, NotifierContext, NotifierSpec
+from ofelia_hookspecs.types import FAILED_STATES, RUN_STATES, KeySpec, Notice, NotifierContext, NotifierSpec
 
 NAME = "mail"
 TLS_MODES = ("auto", "none", "starttls", "implicit")
@@ -98,6 +98,7 @@ class MailNotifier:
         self.name = NAME
         self.retry_count = settings.retry_count
         self.retry_delay = settings.retry_delay
+        self.states = FAILED_STATES if settings.only_on_error else RUN_STATES
 
     def wants(self, notice: Notice) -> bool:
         return notice.failed or not self.settings.only_on_error

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from ofelia_hookspecs import hookimpl
 from ofelia_hookspecs.settings import format_duration
-from ofelia_hookspecs.types import KeySpec, Notice, Notifier, NotifierContext, NotifierSpec
+from ofelia_hookspecs.types import FAILED_STATES, RUN_STATES, KeySpec, Notice, Notifier, NotifierContext, NotifierSpec
 
 from .webhook import host_policy
 from .webhook.http import HostPolicy, post
@@ -99,6 +99,7 @@ class SlackNotifier:
         self.only_on_error = only_on_error
         self.policy = policy
         self.timeout = timeout
+        self.states = FAILED_STATES if only_on_error else RUN_STATES
 
     def wants(self, notice: Notice) -> bool:
         return notice.failed or not self.only_on_error

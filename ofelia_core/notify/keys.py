@@ -22,6 +22,11 @@ NOTIFY_GLOBAL_KEYS: tuple[KeySpec, ...] = (
         description="Per job and notifier, at most one notification in this time (Go duration); the next "
         "one sent says how many were suppressed. 0 sends every run's, as Ofelia.",
     ),
+    KeySpec(
+        "notify-process", "bool", True,
+        description="Send notifications from a separate process, so their CPU is not taken from runs; "
+        "false sends them from a thread of the daemon (one process fewer).",
+    ),
 )
 
 

@@ -4,10 +4,11 @@ that turns a finished run into deliveries, and the delivery records."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +16,14 @@ from loguru import logger
 from ofelia_hookspecs import hookimpl
 from ofelia_hookspecs.types import Notice, Notifier, NotifierContext
 
-from ..config.values import to_duration, to_int
+from ..config.values import to_bool, to_duration, to_int
+from ..history import NotificationRecord
 from ..middlewares.save import SaveMiddleware
 from .cooldown import Cooldown
 from .keys import DEFAULT_QUEUE_SIZE
 from .notice import build_notice
-from .queue import Delivery, DeliveryQueue, Outcome, scrub
+from .process import NotLoadable, SenderProcess
+from .queue import Delivery, DeliveryQueue, Outcome, Report, log_prefix, scrub, send_each
 from .settings import own_values, resolve, secret_values
 
 if TYPE_CHECKING:
@@ -40,6 +43,25 @@ class Bound:
 
     notifier: Notifier
     secrets: tuple[str, ...]
+    #: The notifier pickled for the notification process; None: sent from the daemon.
+    blob: bytes | None = None
+
+
+@dataclass(frozen=True)
+class JobNotifiers:
+    bound: tuple[Bound, ...]
+    #: The run states any of them may want; None: ask them for every run (one has no ``states``).
+    states: frozenset[str] | None
+
+
+def wanted_states(bound: Sequence[Bound]) -> frozenset[str] | None:
+    found: set[str] = set()
+    for item in bound:
+        states = getattr(item.notifier, "states", None)
+        if states is None:
+            return None
+        found.update(states)
+    return frozenset(found)
 
 
 class Notifications:
@@ -64,9 +86,14 @@ class Notifications:
         # The save middleware's JSON, secrets left out: one document for files and notices.
         self.documents = SaveMiddleware({}, secret_keys)
         self.cooldown = Cooldown(clock=clock)
-        self.queue = DeliveryQueue(self._delivered, max_size=DEFAULT_QUEUE_SIZE, clock=clock)
+        self.queue = DeliveryQueue(self._delivered, max_size=DEFAULT_QUEUE_SIZE, send=self._send, clock=clock)
         self.drops = DropLog(clock=clock)
-        self._by_job: dict[str, tuple[Bound, ...]] = {}
+        self.process = SenderProcess()
+        #: ``records``: the delivery worker's records of the batch it is sending.
+        self._worker = threading.local()
+        self._by_job: dict[str, JobNotifiers] = {}
+        #: Notifiers told to be sent from the daemon (not picklable, or not loadable in the child).
+        self._here: set[str] = set()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -74,21 +101,30 @@ class Notifications:
         self.queue.start()
 
     def close(self) -> None:
-        """Drain the queue for at most ``drain_timeout`` seconds."""
-        self.queue.close(self.drain_timeout)
+        """Drain the queue for at most ``drain_timeout`` seconds, then end the notification process."""
+        self.queue.close(self.drain_timeout, interrupt=self.process.close)
+        self.process.close()
 
     def configure(self, config: Config, jobs: Mapping[str, Job]) -> None:
         """Build every job's notifiers for this config (at start and after each reload)."""
         values = config.global_.values
         self.queue.max_size = _setting(values, "notify-queue-size", DEFAULT_QUEUE_SIZE, to_int)
         self.cooldown.period = _setting(values, "notify-cooldown", 0.0, to_duration)
+        in_process = _setting(values, "notify-process", True, to_bool)
+        self._here = set()
+        # Jobs sharing the global settings pickle alike: one bytes object for all of them.
+        blobs: dict[bytes, bytes] = {}
+
+        def pickled(notifier: Notifier) -> bytes | None:
+            blob = self._pickled(notifier) if in_process else None
+            return None if blob is None else blobs.setdefault(blob, blob)
         specs = self.hooks.notifiers()
         context = NotifierContext(
             webhooks={name: dict(section.values) for name, section in config.webhooks.items()},
             global_settings=dict(values),
             hostname=self.hostname,
         )
-        by_job: dict[str, tuple[Bound, ...]] = {}
+        by_job: dict[str, JobNotifiers] = {}
         for job in jobs.values():
             bound: list[Bound] = []
             for spec in specs.values():
@@ -96,42 +132,47 @@ class Notifications:
                 try:
                     settings = resolve(spec, own_values(spec, job.options, job.explicit), values)
                     secrets = secret_values(spec, settings)
-                    bound.extend(Bound(notifier, secrets) for notifier in spec.build(settings, context))
+                    bound.extend(Bound(notifier, secrets, pickled(notifier))
+                                 for notifier in spec.build(settings, context))
                 except Exception as exc:  # one job's bad settings must not stop the others' notifiers
                     logger.warning(f'job "{job.name}": notifier \'{spec.name}\' is not set up: '
                                    f"{scrub(str(exc), secrets)}")
             if bound:
-                by_job[job.name] = tuple(bound)
+                by_job[job.name] = JobNotifiers(tuple(bound), wanted_states(bound))
         self._by_job = by_job  # swapped whole: runs ending meanwhile see the old map or the new
 
     def notifiers_of(self, job_name: str) -> tuple[Notifier, ...]:
-        return tuple(bound.notifier for bound in self._by_job.get(job_name, ()))
+        found = self._by_job.get(job_name)
+        return tuple(bound.notifier for bound in found.bound) if found else ()
 
     # --- runs ---------------------------------------------------------------------------
 
     @hookimpl
     def ofelia_observe_run_end(self, job: Job, run: Run) -> None:
-        bound = self._by_job.get(job.name)
+        found = self._by_job.get(job.name)
         # A run that will be retried sends nothing: its last attempt does.
-        if not bound or getattr(run, "will_retry", False):
+        if found is None or getattr(run, "will_retry", False):
             return
+        if found.states is not None and str(run.state) not in found.states:
+            return  # no notifier of the job sends this state: no notice is built (most runs, on-error)
         notice = build_notice(job, run, self.documents, self.hostname)
-        for item in bound:
+        for item in found.bound:
             self._offer(item, notice)
 
     def _offer(self, item: Bound, notice: Notice) -> None:
         notifier = item.notifier
-        prefix = f'[Job "{notice.job_name}" ({notice.run_id})] notifier \'{notifier.name}\''
         try:
             if not notifier.wants(notice):
-                return
+                return  # most runs of most jobs: nothing more is made for them
         except Exception as exc:
+            prefix = log_prefix(notice, notifier.name)
             logger.warning(f"{prefix}: wants() failed, not notified: {scrub(str(exc), item.secrets)}")
             return
+        prefix = log_prefix(notice, notifier.name)
 
         def enqueue(suppressed: int) -> bool:
             sent = dataclasses.replace(notice, suppressed=suppressed) if suppressed else notice
-            return self.queue.put(Delivery(notifier, sent, item.secrets))
+            return self.queue.put(Delivery(notifier, sent, item.secrets, item.blob))
 
         outcome = self.cooldown.admit(notice.job_name, notifier.name, enqueue)
         if outcome == "suppressed":
@@ -145,6 +186,47 @@ class Notifications:
                 logger.warning(f"{prefix}: dropped: {error}{self.drops.since_last(notifier.name)}")
             self._record(notice, notifier.name, "dropped", 0, error)
 
+    # --- sending ------------------------------------------------------------------------
+
+    def _pickled(self, notifier: Notifier) -> bytes | None:
+        try:
+            return pickle.dumps(notifier, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            self._send_here(notifier.name, f"it cannot be pickled ({type(exc).__name__}: {exc})")
+            return None
+
+    def _send(self, batch: Sequence[Delivery], report: Report) -> None:
+        """One attempt of each: in the notification process (one exchange) for the notifiers
+        that can go there, then the others on this thread. Their records are written together
+        after (one commit), the batch's records being kept on this thread meanwhile."""
+        self._worker.records = []
+        try:
+            self._send_batch(batch, report)
+        finally:
+            records, self._worker.records = self._worker.records, None
+            self._store(records)
+
+    def _send_batch(self, batch: Sequence[Delivery], report: Report) -> None:
+        remote = [d for d in batch if d.blob is not None and d.notifier.name not in self._here]
+        here = [d for d in batch if d.blob is None or d.notifier.name in self._here]
+        if remote:
+            try:
+                outcomes = self.process.send_many([(d.blob, d.notice) for d in remote if d.blob is not None])
+            except NotLoadable as exc:  # no child can be started
+                outcomes = [exc] * len(remote)
+            for delivery, outcome in zip(remote, outcomes, strict=True):
+                if isinstance(outcome, NotLoadable):
+                    self._send_here(delivery.notifier.name, str(outcome))
+                    here.append(delivery)
+                else:
+                    report(delivery, outcome)
+        send_each(here, report)
+
+    def _send_here(self, name: str, why: str) -> None:
+        if name not in self._here:
+            self._here.add(name)
+            logger.info(f"notifier '{name}' sends from the daemon, not the notification process: {why}")
+
     def _delivered(self, delivery: Delivery, outcome: Outcome, error: str | None) -> None:
         if outcome == "sent":
             logger.debug(f"{delivery.prefix}: sent (attempt {delivery.attempts})")
@@ -157,13 +239,21 @@ class Notifications:
     def _record(self, notice: Notice, notifier: str, state: str, attempts: int, error: str | None) -> None:
         if self.history is None:
             return
+        record = NotificationRecord(notice.run_id, notice.job_name, notifier, state, attempts, error, time.time())
+        batch: list[NotificationRecord] | None = getattr(self._worker, "records", None)
+        if batch is not None:
+            batch.append(record)  # written with the rest of the worker's batch
+        else:
+            self._store([record])
+
+    def _store(self, records: Sequence[NotificationRecord]) -> None:
+        if self.history is None or not records:
+            return
         try:
-            self.history.record_notification(
-                run_id=notice.run_id, job_name=notice.job_name, notifier=notifier,
-                state=state, attempts=attempts, error=error, at=time.time(),
-            )
-        except Exception as exc:  # a closed or broken history loses the record, never the run
-            logger.warning(f'[Job "{notice.job_name}" ({notice.run_id})] cannot record the notification: {exc}')
+            self.history.record_notifications(records)
+        except Exception as exc:  # a closed or broken history loses the records, never the run
+            runs = ", ".join(sorted({f'"{r.job_name}" ({r.run_id})' for r in records}))
+            logger.warning(f"cannot record {len(records)} notification(s) of {runs}: {exc}")
 
 
 class DropLog:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from polling import wait_for
 from ofelia_core.history import SCHEMA_VERSION, HistoryStore
 from ofelia_core.notifiers import mail
 from ofelia_core.notify.cooldown import Cooldown
-from ofelia_core.notify.queue import Delivery, DeliveryQueue, Outcome, scrub
+from ofelia_core.notify.queue import BATCH, Delivery, DeliveryQueue, Outcome, Report, scrub
 from ofelia_core.notify.settings import own_values, resolve, secret_values
 from ofelia_core.runs import Run, RunState
 
@@ -227,7 +227,7 @@ def test_close_drains_what_is_queued_and_reports_what_it_cannot_send_in_time() -
     assert not queue.put(Delivery(fine, notice(run_id="d")))  # closed
 
 
-def test_close_gives_up_on_a_stuck_send_and_reports_the_rest_as_dropped() -> None:
+def test_close_gives_up_on_a_stuck_send_records_it_failed_and_the_rest_dropped() -> None:
     gate = threading.Event()
     outcomes = Outcomes()
     queue = DeliveryQueue(outcomes)
@@ -237,8 +237,51 @@ def test_close_gives_up_on_a_stuck_send_and_reports_the_rest_as_dropped() -> Non
     assert wait_for(lambda: stuck.calls == 1)
     queue.put(Delivery(stuck, notice(run_id="waiting")))
     queue.close(0.2)  # returns with the send still stuck (the gate opens only below): not waited for
-    assert outcomes.seen == [("stuck", "waiting", "dropped", 0, "not delivered: the daemon stopped first")]
+    assert outcomes.seen == [
+        ("stuck", "held", "failed", 1, "the send had not finished when the daemon stopped"),
+        ("stuck", "waiting", "dropped", 0, "not delivered: the daemon stopped first"),
+    ]
     gate.set()
+    # The send that ends after all is not recorded a second time.
+    assert wait_for(lambda: stuck.sent)
+    assert len(outcomes.seen) == 2
+
+
+def test_the_worker_hands_what_is_ready_to_the_sender_in_batches_of_at_most_batch() -> None:
+    sizes: list[int] = []
+
+    def sender(batch: Sequence[Delivery], report: Report) -> None:
+        sizes.append(len(batch))
+        for delivery in batch:
+            report(delivery, None if delivery.notice.run_id != "r3" else ConnectionError("refused"))
+
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes, send=sender)
+    for i in range(BATCH + 8):
+        queue.put(Delivery(Destination("d"), notice(run_id=f"r{i}")))
+    queue.start()
+    queue.close(5)
+    assert sizes == [BATCH, 8]
+    assert [(run, outcome) for _, run, outcome, _, _ in outcomes.seen] == [
+        (f"r{i}", "failed" if i == 3 else "sent") for i in range(BATCH + 8)
+    ]
+
+
+def test_a_sender_that_raises_fails_every_delivery_it_did_not_report() -> None:
+    def sender(batch: Sequence[Delivery], report: Report) -> None:
+        report(batch[0], None)
+        raise RuntimeError("the sender broke")
+
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes, send=sender)
+    for run_id in ("a", "b", "c"):
+        queue.put(Delivery(Destination("d"), notice(run_id=run_id)))
+    queue.start()
+    queue.close(5)
+    assert [(run, outcome, error) for _, run, outcome, _, error in outcomes.seen] == [
+        ("a", "sent", None), ("b", "failed", "RuntimeError: the sender broke"),
+        ("c", "failed", "RuntimeError: the sender broke"),
+    ]
 
 
 # --- the mail message ---------------------------------------------------------------------------------
@@ -325,6 +368,23 @@ def test_an_older_database_gains_the_notifications_table(tmp_path: Path) -> None
         [record] = store.notifications([run.id])[run.id]
         assert (record.notifier, record.state, record.attempts, record.at) == ("mail", "sent", 1, 3.0)
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_records_of_a_batch_are_stored_together_except_those_whose_run_is_gone(tmp_path: Path) -> None:
+    from ofelia_core.history import NotificationRecord
+
+    with HistoryStore(tmp_path / "history.db") as store:
+        runs = [Run("j", "job-local", state=RunState.FAILED, started_at=1.0, ended_at=2.0) for _ in range(3)]
+        for run in runs:
+            store.record(run, history_limit=0)
+        records = [NotificationRecord(run.id, "j", name, "sent", 1, None, 3.0)
+                   for run in runs for name in ("mail", "slack")]
+        records.append(NotificationRecord("gone00000000", "j", "mail", "failed", 2, "boom", 3.0))
+        assert store.record_notifications(records) == 6
+        stored = store.notifications([run.id for run in runs] + ["gone00000000"])
+        assert {run_id: [r.notifier for r in found] for run_id, found in stored.items()} == {
+            run.id: ["mail", "slack"] for run in runs
+        }
 
 
 def test_drops_are_logged_once_then_at_most_every_interval_with_the_count_between() -> None:

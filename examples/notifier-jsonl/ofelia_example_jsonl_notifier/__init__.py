@@ -24,7 +24,7 @@ from typing import Any
 
 from ofelia_hookspecs import hookimpl
 from ofelia_hookspecs.settings import parse_duration
-from ofelia_hookspecs.types import KeySpec, Notice, Notifier, NotifierContext, NotifierSpec
+from ofelia_hookspecs.types import FAILED_STATES, RUN_STATES, KeySpec, Notice, Notifier, NotifierContext, NotifierSpec
 
 NAME = "jsonl"
 #: Characters of stdout and stderr kept (the newest) with ``jsonl-include-output``.
@@ -88,6 +88,9 @@ class JsonlNotifier:
         self.settings = settings
         self.retry_count = settings.retry_count
         self.retry_delay = settings.retry_delay
+        # Optional: the run states wants() may accept. When every notifier of a job has it, the
+        # core skips runs in other states without building their notice (most runs, on-error).
+        self.states = FAILED_STATES if settings.only_on_error else RUN_STATES
 
     def wants(self, notice: Notice) -> bool:
         # Called on the run's thread: a filter only, no I/O.

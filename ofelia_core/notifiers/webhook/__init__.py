@@ -18,7 +18,17 @@ from typing import Any
 
 from loguru import logger
 from ofelia_hookspecs import hookimpl
-from ofelia_hookspecs.types import ConfigKeys, KeySpec, Notice, Notifier, NotifierContext, NotifierSpec
+from ofelia_hookspecs.types import (
+    FAILED_STATES,
+    RUN_STATES,
+    SKIPPED_STATES,
+    ConfigKeys,
+    KeySpec,
+    Notice,
+    Notifier,
+    NotifierContext,
+    NotifierSpec,
+)
 
 from .http import HostPolicy, post
 from .render import variables
@@ -56,6 +66,12 @@ def signature_headers(key: str, body: bytes, now: float | None = None) -> dict[s
     return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: f"sha256={digest}"}
 
 
+#: The run states each ``trigger`` sends (what :func:`wanted` says, for the core's gate).
+TRIGGER_STATES: dict[str, frozenset[str]] = {
+    "always": RUN_STATES, "error": FAILED_STATES, "skipped": SKIPPED_STATES, "success": frozenset({"success"}),
+}
+
+
 def wanted(trigger: str, notice: Notice) -> bool:
     if trigger == "always":
         return True
@@ -76,6 +92,10 @@ class WebhookNotifier:
     @property
     def name(self) -> str:
         return f"webhook:{self.config.name}"
+
+    @property
+    def states(self) -> frozenset[str]:
+        return TRIGGER_STATES.get(self.config.trigger, RUN_STATES)
 
     @property
     def retry_count(self) -> int:

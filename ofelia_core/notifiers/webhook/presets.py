@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 from ofelia_hookspecs.types import Notice
 
@@ -64,6 +65,14 @@ class Preset:
     def request(self, notice: Notice, values: Mapping[str, str], settings: Settings) -> Request:
         body, headers = self.build(notice, values, settings)
         return Request(self.url_for(self.build_url(settings), notice), body, headers)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The table's presets hold lambdas: they pickle by name (for the notification process).
+        return preset_named, (self.name,)
+
+
+def preset_named(name: str) -> Preset:
+    return PRESETS[name]
 
 
 def _phrase(notice: Notice) -> str:
