@@ -1,21 +1,21 @@
 """Scheduler fire lateness at 100 runs a second with notifiers on, beside no notifier: mail
 to a real SMTP server, Slack and a webhook of every preset to a real HTTP server, all on
-loopback, delivered by the notification core's own queue and worker.
+loopback, delivered by the notification core's own queue, worker and notification process.
 
     .venv/bin/python bench/bench_notify.py [--duration 60] [--jobs 100] [--windows 6]
-        [--warmup 5] [--failing 5] [--queue-size 1000] [--patch-mail-ssl] [--patch-defer MS]
+        [--rounds 1] [--warmup 5] [--failing 5] [--queue-size 1000] [--patch-send idle]
         [--contenders none,on-error,slack,webhooks,mail,all,none]
 
 What runs, per contender, each in its own process, one after the other (this process
 only serves and counts):
 
 - the real Daemon in a thread (Runtime, SQLite history, drivers, Dispatcher, Scheduler,
-  the notification core's ``Notifications``: its bounded queue and one delivery worker)
-  on a config file of ``--jobs`` no-op jobs (``job-noop``, registered as a third-party
-  job type plugin is), each ``@every 1s``: 100 jobs make 100 runs a second, all due on
-  the same whole second. The runner notes when it starts; the first ``--failing`` jobs
-  exit 1 (in every contender). ``[global]`` holds the contender's notifier settings, so
-  every job has them:
+  the notification core's ``Notifications``: its bounded queue, its delivery worker and
+  the notification process it sends from) on a config file of ``--jobs`` no-op jobs
+  (``job-noop``, registered as a third-party job type plugin is), each ``@every 1s``: 100
+  jobs make 100 runs a second, all due on the same whole second. The runner notes when
+  it starts; the first ``--failing`` jobs exit 1 (in every contender). ``[global]`` holds
+  the contender's notifier settings, so every job has them:
 
   - ``none``: no notifier key at all (the mail, Slack and webhook plugins are loaded and
     build nothing: what a user without notifications runs);
@@ -27,34 +27,35 @@ only serves and counts):
     ntfy, ntfy-token, gotify, healthchecks, healthchecks-selfhosted), each
     ``trigger = always``: 900 deliveries a second;
   - ``mail``: ``smtp-host``/``smtp-port`` of the SMTP server here, ``smtp-tls = none``,
-    ``email-to``: one mail per run (a fresh SMTP session each, as the mail notifier does);
+    ``email-to``: one mail per run;
   - ``all``: mail, Slack and the nine webhooks on every run: 1,100 deliveries a second.
 
-  ``notify-queue-size`` is ``--queue-size`` (the product's default, 1000).
-  ``--patch-mail-ssl`` makes the mail notifier reuse one SSL context, and ``--patch-defer``
-  makes the delivery worker wait for a pause in the runs before each send: diagnostics of
-  a cost found here and of a possible remedy (see :func:`patch_mail_ssl`, :func:`patch_defer`).
+  A name may end in ``:thread`` (``notify-process = false``: sent from the daemon's
+  thread) and/or ``:noquiet`` (``notify-quiet = 0``: sent at once, not after the burst),
+  to show what each setting does. ``notify-queue-size`` is ``--queue-size`` (the
+  product's default, 1000). ``--patch-send idle`` replaces every send by a 1 ms sleep (a
+  diagnostic: what the delivery machinery costs without the sends' own CPU).
 - this process: an aiosmtpd server and an asyncio HTTP server on 127.0.0.1 (free ports)
   that answer 250/200 and count what each contender sent them (by URL path and recipient).
 
 Measured after ``--warmup`` seconds, for ``--duration`` seconds cut into ``--windows``
 equal windows: lateness (runner start minus the scheduled instant) of the runs scheduled
-inside, per window and in all; the process's CPU and its threads' (scheduler, run workers,
-the delivery worker: CPU per delivery sent in the window); the notification core's CPU on
-the runs' threads (``build_notice`` and offering the notice to each notifier); the
-deliveries of those runs as the core recorded them (``sent``, ``failed``, ``dropped``:
-its record call is counted, the records still written), each sent one's delay from the
-run's end, and the queue's depth (sampled every 50 ms). After the window the contender
-waits (at most 30 s) for those deliveries, stops the daemon (which drains for 10 s and
-records what is left), and this process checks that its servers received exactly what
-the core recorded as sent, per notifier.
+inside, per window and in all; the process's CPU, its threads' (scheduler, run workers,
+the delivery worker: CPU per delivery sent in the window) and the notification process's;
+the notification core's CPU on the runs' threads; the deliveries of those runs as the core
+recorded them (``sent``, ``failed``, ``dropped``), each sent one's delay from the run's end,
+and the queue's depth (sampled every 50 ms). After the window the contender waits (at most
+30 s) for those deliveries, stops the daemon (which drains for 10 s and records what is
+left), and this process checks that its servers received exactly what the core recorded
+as sent, per notifier.
 
-Target, "no measurable difference at 100 runs a second": the baseline (``none``) runs first
-and last, and the p99 of each of its windows gives its spread on this machine at that
-time; a contender meets the target when its p99 over the whole measurement is at most the
-highest window p99 of the baseline and the median of its own windows' p99 is at most the
-baseline's median window p99 plus the baseline's own spread (highest minus lowest).
-Anything above that is reported as a difference.
+Target, "no measurable difference at 100 runs a second". One round: the baseline
+(``none``) runs first and last, and the p99 of each of its windows gives its spread; a
+contender is within noise when its p99 is at most the highest window p99 of the baseline
+and the median of its windows' p99 at most the baseline's median plus that spread. With
+``--rounds N`` the whole order runs N times (contenders interleaved, so a slow spell of
+the machine hits all of them), and each contender's window p99s are compared with all the
+baseline's by a one-sided Mann-Whitney U test: a difference is measurable when p < 0.05.
 """
 
 from __future__ import annotations
@@ -94,8 +95,13 @@ THREADS = {"scheduler": "ofelia-scheduler", "run workers": "ofelia-run-", "deliv
 
 
 def kind(contender: str) -> str:
-    """``on-error:thread`` is ``on-error`` sent from the daemon's thread (``notify-process = false``)."""
-    return contender.removesuffix(":thread")
+    """``on-error:thread`` is ``on-error`` sent from the daemon's thread (``notify-process = false``),
+    ``on-error:noquiet`` with ``notify-quiet = 0``; both: ``on-error:thread:noquiet``."""
+    return contender.split(":")[0]
+
+
+def flags(contender: str) -> set[str]:
+    return set(contender.split(":")[1:])
 
 
 def destinations(contender: str) -> list[str]:
@@ -110,7 +116,8 @@ def global_section(contender: str, label: str, smtp_port: int, http_port: int, q
     """``[global]`` (and ``[webhook]`` sections) for ``contender``; ``label`` marks its deliveries."""
     base = f"http://127.0.0.1:{http_port}/{label}"
     lines = ["[global]", f"notify-queue-size = {queue_size}"]
-    lines += ["notify-process = false"] if contender.endswith(":thread") else []
+    lines += ["notify-process = false"] if "thread" in flags(contender) else []
+    lines += ["notify-quiet = 0"] if "noquiet" in flags(contender) else []
     contender = kind(contender)
     sections: list[str] = []
     on_error = contender == "on-error"
@@ -139,17 +146,6 @@ def start_bench_daemon(workdir: Path, global_text: str, count: int, runner: Call
     """The real Daemon on a config of ``global_text`` and ``count`` no-op jobs ``@every 1s``
     (the mail, slack and webhook plugins come from entry points); state and log in ``workdir``."""
     return start_daemon_on(workdir, global_text + "\n" + noop_job_sections(count, "@every 1s"), runner)
-
-
-def patch_mail_ssl() -> None:
-    """``--patch-mail-ssl``: the mail notifier builds one SSL context (loading the system's CA
-    certificates) per mail, even with ``smtp-tls = none``; reuse one instead, to show what that
-    costs. A diagnostic: it changes the core's code in this process only."""
-    import functools
-
-    from ofelia_core.notifiers import mail
-
-    mail.__dict__["_ssl_context"] = functools.lru_cache(maxsize=2)(mail._ssl_context)
 
 
 class IdleNotifier:
@@ -187,32 +183,6 @@ def patch_send_idle(notifications: Any, pause: float = 0.001) -> None:
         queue_send(delivery)
 
     notifications.queue.send = send
-
-
-def patch_defer(daemon: Any, quiet: float) -> None:
-    """``--patch-defer MS``: the delivery worker waits, before each send, until no run has
-    started or ended for ``quiet`` seconds (at most 1 s), so deliveries go out between the
-    bursts of runs instead of sharing the CPU and the GIL with them. A diagnostic of a
-    possible change to the core's worker: it patches this process only."""
-    executor, queue = daemon.runtime.executor, daemon.runtime.notifications.queue
-    last = [time.monotonic()]
-    execute, attempt = executor.execute, queue._attempt
-
-    def tracked(*args: Any, **kwargs: Any) -> Any:
-        last[0] = time.monotonic()
-        try:
-            return execute(*args, **kwargs)
-        finally:
-            last[0] = time.monotonic()
-
-    def deferred(delivery: Any) -> None:
-        give_up = time.monotonic() + 1.0
-        while (idle := time.monotonic() - last[0]) < quiet and time.monotonic() < give_up:
-            time.sleep(quiet - idle)
-        attempt(delivery)
-
-    executor.execute = tracked
-    queue._attempt = deferred
 
 
 class Deliveries:
@@ -311,14 +281,10 @@ def contend(args: argparse.Namespace) -> dict[str, Any]:
         samples.add(run.scheduled_at, time.time())
         return 1 if int(job.name[-4:]) < args.failing else 0  # noop-0000 .. : the first --failing jobs fail
 
-    if args.patch_mail_ssl:
-        patch_mail_ssl()
     text = global_section(args.contender, args.label, args.smtp_port, args.http_port, args.queue_size)
     with tempfile.TemporaryDirectory(prefix="ofelia-bench-notify-") as tmp:
         daemon, thread = start_bench_daemon(Path(tmp), text, args.jobs, runner)
         notifications = daemon.runtime.notifications
-        if args.patch_defer:
-            patch_defer(daemon, args.patch_defer / 1000)
         if args.patch_send == "idle":
             patch_send_idle(notifications)
             notifications.configure(daemon.runtime.loaded.config, daemon.runtime.jobs)
@@ -472,9 +438,10 @@ def load_average() -> str:
 
 def run_all(args: argparse.Namespace) -> None:
     order = [name.strip() for name in args.contenders.split(",") if name.strip()] * args.rounds
-    unknown = sorted({kind(name) for name in order} - set(CONTENDERS))
+    unknown = sorted({kind(name) for name in order} - set(CONTENDERS)) + sorted(
+        {flag for name in order for flag in flags(name)} - {"thread", "noquiet"})
     if unknown or "none" not in order:
-        raise SystemExit(f"bench: --contenders takes {', '.join(CONTENDERS)} (each may end in :thread) "
+        raise SystemExit(f"bench: --contenders takes {', '.join(CONTENDERS)} (each may end in :thread and/or :noquiet) "
                          "and must include none")
     compile_sources()
     servers = Servers()
@@ -491,9 +458,7 @@ def run_all(args: argparse.Namespace) -> None:
                 [sys.executable, __file__, "--contender", name, "--label", label, "--smtp-port", str(servers.smtp_port),
                  "--http-port", str(servers.http_port), "--jobs", str(args.jobs), "--duration", str(args.duration),
                  "--windows", str(args.windows), "--warmup", str(args.warmup), "--queue-size", str(args.queue_size),
-                 "--failing", str(args.failing), "--patch-defer", str(args.patch_defer),
-                 "--patch-send", args.patch_send,
-                 *(["--patch-mail-ssl"] if args.patch_mail_ssl else [])],
+                 "--failing", str(args.failing), "--patch-send", args.patch_send],
                 stdout=subprocess.PIPE, text=True, env=env,
             )
             after = me.cpu_times()
@@ -534,11 +499,7 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], servers: Ser
     band = [p for r in baseline for p in r["window_p99_ms"] if p is not None]
     low, high, middle = min(band), max(band), statistics.median(band)
     limit_median = middle + (high - low)
-    patched = "; mail patched to reuse one SSL context (--patch-mail-ssl)" if args.patch_mail_ssl else ""
-    if args.patch_send == "idle":
-        patched += "; every send replaced by a 1 ms sleep (--patch-send idle)"
-    if args.patch_defer:
-        patched += f"; deliveries deferred until {args.patch_defer:g} ms without run activity (--patch-defer)"
+    patched = "; every send replaced by a 1 ms sleep (--patch-send idle)" if args.patch_send == "idle" else ""
     print(f"{args.jobs} no-op jobs @every 1s ({args.jobs} runs a second, all due on the same second), "
           f"{args.failing} of them failing every run; {args.duration:g} s measured after {args.warmup:g} s "
           f"per contender in {args.windows} windows; notify-queue-size {args.queue_size}{patched}. "
@@ -612,11 +573,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--queue-size", type=int, default=1000, help="notify-queue-size")
     parser.add_argument("--failing", type=int, default=5, help="jobs whose every run fails (exit code 1)")
-    parser.add_argument("--patch-mail-ssl", action="store_true", help="reuse one SSL context for mail (diagnostic)")
     parser.add_argument("--patch-send", choices=("real", "idle"), default="real",
                         help="idle: each send sleeps 1 ms instead (diagnostic)")
-    parser.add_argument("--patch-defer", type=float, default=0.0, metavar="MS",
-                        help="deliver only after MS ms without run activity (diagnostic)")
     parser.add_argument("--contenders", default=DEFAULT_ORDER, help=f"in order, from {', '.join(CONTENDERS)}")
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--label", help=argparse.SUPPRESS)

@@ -10,6 +10,7 @@ from ofelia_hookspecs.types import ConfigKeys, KeySpec, NotifierSpec
 #: Defaults of the core's notification keys.
 DEFAULT_QUEUE_SIZE = 1000
 DEFAULT_COOLDOWN = "0"
+DEFAULT_QUIET = "20ms"
 
 NOTIFY_GLOBAL_KEYS: tuple[KeySpec, ...] = (
     KeySpec(
@@ -21,6 +22,11 @@ NOTIFY_GLOBAL_KEYS: tuple[KeySpec, ...] = (
         "notify-cooldown", "duration", DEFAULT_COOLDOWN,
         description="Per job and notifier, at most one notification in this time (Go duration); the next "
         "one sent says how many were suppressed. 0 sends every run's, as Ofelia.",
+    ),
+    KeySpec(
+        "notify-quiet", "duration", DEFAULT_QUIET,
+        description="Deliveries wait until no run has started or ended for this long, so a burst of runs "
+        "goes first (never more than 1s later); 0 sends at once.",
     ),
     KeySpec(
         "notify-process", "bool", True,

@@ -30,6 +30,8 @@ Sender = Callable[[Sequence["Delivery"], Report], None]
 
 #: Deliveries the worker takes at once.
 BATCH = 32
+#: Seconds a delivery waits at most for a pause in runs (``notify-quiet``).
+QUIET_MAX_WAIT = 1.0
 
 REDACTED = "<redacted>"
 #: What a delivery still queued at shutdown is recorded with.
@@ -48,6 +50,8 @@ class Delivery:
     blob: bytes | None = None
     attempts: int = 0
     error: str | None = None
+    #: When it was queued, or its retry fell due (the queue's clock).
+    queued_at: float = 0.0
 
     @property
     def prefix(self) -> str:
@@ -108,6 +112,10 @@ class DeliveryQueue:
         self._closing = False
         self._deadline = float("inf")
         self._thread: threading.Thread | None = None
+        #: ``notify-quiet``: send once no run has started or ended for this long (0: at once).
+        self.quiet_period = 0.0
+        self.quiet_max_wait = QUIET_MAX_WAIT
+        self._last_activity = float("-inf")
         #: The batch being sent, by id: what close() reports if the worker is still stuck in it.
         self._in_flight: dict[int, Delivery] = {}
 
@@ -124,9 +132,15 @@ class DeliveryQueue:
         with self._cond:
             if self._closing or len(self._ready) + len(self._delayed) >= self.max_size:
                 return False
+            delivery.queued_at = self.clock()
             self._ready.append(delivery)
             self._cond.notify()
         return True
+
+    def note_activity(self) -> None:
+        """A run started or ended: deliveries wait for the quiet period after it (no lock: the
+        worker reads the newest value when it next looks)."""
+        self._last_activity = self.clock()
 
     def pending(self) -> int:
         with self._cond:
@@ -177,6 +191,10 @@ class DeliveryQueue:
                 now = self.clock()
                 if self._closing and now >= self._deadline:
                     return []
+                pause = self._quiet_wait(now)
+                if pause > 0:
+                    self._cond.wait(pause)
+                    continue
                 batch: list[Delivery] = []
                 while self._delayed and self._delayed[0][0] <= now and len(batch) < BATCH:
                     batch.append(heapq.heappop(self._delayed)[2])
@@ -191,6 +209,19 @@ class DeliveryQueue:
                 if self._closing:
                     wait = min(wait if wait is not None else float("inf"), self._deadline - now)
                 self._cond.wait(wait)
+
+    def _quiet_wait(self, now: float) -> float:
+        """Seconds to hold what is ready so a burst of runs goes first: until ``quiet_period``
+        after the last run activity, and at most ``quiet_max_wait`` after the oldest
+        delivery became ready (a steady stream of runs delays deliveries by that, no more)."""
+        if self.quiet_period <= 0 or self._closing:
+            return 0.0
+        ready = [self._ready[0].queued_at] if self._ready else []
+        if self._delayed and self._delayed[0][0] <= now:
+            ready.append(self._delayed[0][0])
+        if not ready:
+            return 0.0
+        return min(self._last_activity + self.quiet_period, min(ready) + self.quiet_max_wait) - now
 
     def _attempt(self, batch: list[Delivery]) -> None:
         for delivery in batch:
@@ -221,6 +252,7 @@ class DeliveryQueue:
         if delivery.attempts > retries:
             return False
         due = self.clock() + delay
+        delivery.queued_at = due
         with self._cond:
             if self._closing and due > self._deadline:
                 return False

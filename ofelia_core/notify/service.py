@@ -20,7 +20,7 @@ from ..config.values import to_bool, to_duration, to_int
 from ..history import NotificationRecord
 from ..middlewares.save import SaveMiddleware
 from .cooldown import Cooldown
-from .keys import DEFAULT_QUEUE_SIZE
+from .keys import DEFAULT_QUEUE_SIZE, DEFAULT_QUIET
 from .notice import build_notice
 from .process import NotLoadable, SenderProcess
 from .queue import Delivery, DeliveryQueue, Outcome, Report, log_prefix, scrub, send_each
@@ -65,7 +65,7 @@ def wanted_states(bound: Sequence[Bound]) -> frozenset[str] | None:
 
 
 class Notifications:
-    """Registered as a plugin (``ofelia_observe_run_end``); thread-safe."""
+    """Registered as a plugin (``ofelia_observe_run_start`` and ``_end``); thread-safe."""
 
     PLUGIN_NAME = "ofelia_core.notify"
 
@@ -110,6 +110,7 @@ class Notifications:
         values = config.global_.values
         self.queue.max_size = _setting(values, "notify-queue-size", DEFAULT_QUEUE_SIZE, to_int)
         self.cooldown.period = _setting(values, "notify-cooldown", 0.0, to_duration)
+        self.queue.quiet_period = _setting(values, "notify-quiet", to_duration(DEFAULT_QUIET), to_duration)
         in_process = _setting(values, "notify-process", True, to_bool)
         self._here = set()
         # Jobs sharing the global settings pickle alike: one bytes object for all of them.
@@ -148,7 +149,12 @@ class Notifications:
     # --- runs ---------------------------------------------------------------------------
 
     @hookimpl
+    def ofelia_observe_run_start(self, job: Job, run: Run) -> None:
+        self.queue.note_activity()
+
+    @hookimpl
     def ofelia_observe_run_end(self, job: Job, run: Run) -> None:
+        self.queue.note_activity()
         found = self._by_job.get(job.name)
         # A run that will be retried sends nothing: its last attempt does.
         if found is None or getattr(run, "will_retry", False):

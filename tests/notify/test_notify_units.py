@@ -247,6 +247,67 @@ def test_close_gives_up_on_a_stuck_send_records_it_failed_and_the_rest_dropped()
     assert len(outcomes.seen) == 2
 
 
+def keep_busy(queue: DeliveryQueue, stop: threading.Event) -> threading.Thread:
+    """Notes run activity every 20 ms until ``stop``, as a stream of runs would."""
+
+    def loop() -> None:
+        while not stop.wait(0.02):
+            queue.note_activity()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_deliveries_wait_for_a_pause_in_runs() -> None:
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes)
+    queue.quiet_period, queue.quiet_max_wait = 0.5, 60.0
+    queue.start()
+    stop = threading.Event()
+    queue.note_activity()  # a run has just ended
+    busy = keep_busy(queue, stop)
+    try:
+        queue.put(Delivery(Destination("d"), notice(run_id="r1")))
+        # Held while runs go on: still queued after the quiet period has passed several times.
+        assert not wait_for(lambda: outcomes.seen, timeout=1.5)
+        assert queue.pending() == 1
+        stop.set()
+        busy.join()
+        assert wait_for(lambda: outcomes.seen)  # the pause came: sent
+    finally:
+        stop.set()
+        queue.close(5)
+    assert [o[2] for o in outcomes.seen] == ["sent"]
+
+
+def test_a_delivery_waits_for_a_pause_at_most_quiet_max_wait() -> None:
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes)
+    queue.quiet_period, queue.quiet_max_wait = 60.0, 0.2
+    queue.start()
+    stop = threading.Event()
+    keep_busy(queue, stop)
+    try:
+        queue.put(Delivery(Destination("d"), notice(run_id="r1")))
+        assert wait_for(lambda: outcomes.seen)  # sent with runs still going on
+        assert not stop.is_set()
+    finally:
+        stop.set()
+        queue.close(5)
+
+
+def test_shutdown_drains_without_waiting_for_a_pause() -> None:
+    outcomes = Outcomes()
+    queue = DeliveryQueue(outcomes)
+    queue.quiet_period, queue.quiet_max_wait = 60.0, 60.0
+    queue.start()
+    queue.note_activity()
+    queue.put(Delivery(Destination("d"), notice(run_id="r1")))
+    queue.close(30)  # the drain sends at once; it would wait a minute for a pause otherwise
+    assert [o[2] for o in outcomes.seen] == ["sent"]
+
+
 def test_the_worker_hands_what_is_ready_to_the_sender_in_batches_of_at_most_batch() -> None:
     sizes: list[int] = []
 
