@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 
 from loguru import logger
@@ -28,8 +28,24 @@ from ofelia_hookspecs.types import Notice
 
 #: Seconds ``close`` waits for the child to end by itself before stopping it.
 EXIT_WAIT = 2.0
+#: Bytes of notices per message to the child (runs' output can be large: a batch is split).
+MESSAGE_BYTES = 8 * 1024 * 1024
 #: Seconds a new child has to say it is ready (its imports) before it is given up for good.
 START_TIMEOUT = 10.0
+
+
+def _chunks(parts: list[bytes], limit: int) -> Iterator[list[bytes]]:
+    """``parts`` in order, in lists of at most ``limit`` bytes (at least one part each)."""
+    chunk: list[bytes] = []
+    size = 0
+    for part in parts:
+        if chunk and size + len(part) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(part)
+        size += len(part)
+    if chunk:
+        yield chunk
 
 
 def _outcome(reply: tuple[str, ...]) -> Exception | None:
@@ -104,14 +120,16 @@ class SenderProcess:
         answered = 0
         self._busy = True
         try:
-            connection.send_bytes(pickle.dumps(("send", parts), pickle.HIGHEST_PROTOCOL))
-            while answered < len(parts):
-                reply = pickle.loads(connection.recv_bytes())
-                if reply[0] == "log":
-                    _log(reply[1], reply[2])
-                    continue
-                outcomes[order[answered]] = _outcome(reply)
-                answered += 1
+            for chunk in _chunks(parts, MESSAGE_BYTES):
+                connection.send_bytes(pickle.dumps(("send", chunk), pickle.HIGHEST_PROTOCOL))
+                end = answered + len(chunk)
+                while answered < end:
+                    reply = pickle.loads(connection.recv_bytes())
+                    if reply[0] == "log":
+                        _log(reply[1], reply[2])
+                        continue
+                    outcomes[order[answered]] = _outcome(reply)
+                    answered += 1
         except (EOFError, OSError):
             code = self._forget(connection)
             for index in order[answered:]:

@@ -18,7 +18,7 @@ from process_notifiers import DaemonOnly, Hanging, Logging, PidFile, Unpicklable
 from smtp_support import SmtpServer
 from test_notify_units import notice
 
-from ofelia_core.notify.process import NotLoadable, RemoteFailure, SenderProcess
+from ofelia_core.notify.process import MESSAGE_BYTES, NotLoadable, RemoteFailure, SenderProcess
 from ofelia_core.notify.queue import Delivery, describe
 from ofelia_core.notify.service import Notifications
 from ofelia_core.plugins import OfeliaHooks, build_plugin_manager
@@ -79,6 +79,22 @@ def test_a_batch_is_one_exchange_with_an_outcome_per_item_in_order(sender: Sende
     assert isinstance(outcomes[2], NotLoadable)
     # Sent in the order given, by one child; the unloadable one was never called.
     assert [(pid, run) for pid, run, _ in lines(path)] == [(sender.pid, "r1"), (sender.pid, "r2"), (sender.pid, "r4")]
+
+
+def test_a_batch_of_large_notices_is_split_into_messages_and_all_arrive(sender: SenderProcess, tmp_path: Path) -> None:
+    path = tmp_path / "sent"
+    output = b"x" * (3 * 1024 * 1024)  # four of them exceed one message (8 MB)
+    items = [(blob(PidFile(path)), notice(run_id=f"r{i}", stdout=output)) for i in range(4)]
+    assert sum(len(pickle.dumps(item)) for item in items) > MESSAGE_BYTES
+    assert sender.send_many(items) == [None] * 4
+    assert [run for _, run, _ in lines(path)] == ["r0", "r1", "r2", "r3"]
+
+
+def test_messages_hold_at_most_the_limit_and_a_larger_part_goes_alone() -> None:
+    from ofelia_core.notify.process import _chunks
+
+    parts = [b"a" * 4, b"b" * 4, b"c" * 12, b"d" * 2, b"e" * 2]
+    assert list(_chunks(parts, 10)) == [[b"a" * 4, b"b" * 4], [b"c" * 12], [b"d" * 2, b"e" * 2]]
 
 
 def test_log_lines_of_the_child_reach_the_daemons_log(
