@@ -213,8 +213,11 @@ class Notifications:
             self._store(records)
 
     def _send_batch(self, batch: Sequence[Delivery], report: Report) -> None:
-        remote = [d for d in batch if d.blob is not None and d.notifier.name not in self._here]
-        here = [d for d in batch if d.blob is None or d.notifier.name in self._here]
+        remote: list[Delivery] = []
+        here: list[Delivery] = []
+        for delivery in batch:  # one pass: a reload may reset ``_here`` meanwhile
+            in_child = delivery.blob is not None and delivery.notifier.name not in self._here
+            (remote if in_child else here).append(delivery)
         if remote:
             try:
                 outcomes = self.process.send_many([(d.blob, d.notice) for d in remote if d.blob is not None])

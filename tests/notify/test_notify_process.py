@@ -105,22 +105,27 @@ def test_log_lines_of_the_child_reach_the_daemons_log(
     assert "ERROR stdlib line from r1\n" in log_lines
 
 
-def test_a_child_killed_during_a_send_fails_that_send_and_the_next_starts_another(
-    sender: SenderProcess, tmp_path: Path
-) -> None:
-    hang = tmp_path / "hang"
+def hang_in_child(sender: SenderProcess, path: Path) -> tuple[threading.Thread, list[BaseException], int]:
+    """A send that does not return, started on a thread: the thread, what it raises, the child's pid."""
     errors: list[BaseException] = []
 
     def send() -> None:
         try:
-            sender.send(blob(Hanging(hang)), notice(run_id="r1"))
+            sender.send(blob(Hanging(path)), notice(run_id="r1"))
         except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=send)
     thread.start()
-    assert wait_for(lambda: lines(hang))
-    [(child, _, _)] = lines(hang)
+    assert wait_for(lambda: lines(path))
+    [(child, _, _)] = lines(path)
+    return thread, errors, child
+
+
+def test_a_child_killed_during_a_send_fails_that_send_and_the_next_starts_another(
+    sender: SenderProcess, tmp_path: Path
+) -> None:
+    thread, errors, child = hang_in_child(sender, tmp_path / "hang")
     os.kill(child, signal.SIGKILL)
     thread.join(10)
     assert not thread.is_alive()
@@ -131,19 +136,7 @@ def test_a_child_killed_during_a_send_fails_that_send_and_the_next_starts_anothe
 
 
 def test_close_ends_a_send_in_flight_and_no_send_is_made_after(sender: SenderProcess, tmp_path: Path) -> None:
-    hang = tmp_path / "hang"
-    errors: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            sender.send(blob(Hanging(hang)), notice(run_id="r1"))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=send)
-    thread.start()
-    assert wait_for(lambda: lines(hang))
-    [(child, _, _)] = lines(hang)
+    thread, errors, child = hang_in_child(sender, tmp_path / "hang")
     sender.close()  # returns once the child has ended (the send held it for a minute)
     assert ended(child)
     thread.join(10)

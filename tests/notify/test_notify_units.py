@@ -259,11 +259,17 @@ def keep_busy(queue: DeliveryQueue, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def test_deliveries_wait_for_a_pause_in_runs() -> None:
+def quiet_queue(period: float, max_wait: float) -> tuple[DeliveryQueue, Outcomes]:
+    """A started queue with ``notify-quiet`` = ``period`` and the given most a delivery waits."""
     outcomes = Outcomes()
     queue = DeliveryQueue(outcomes)
-    queue.quiet_period, queue.quiet_max_wait = 0.5, 60.0
+    queue.quiet_period, queue.quiet_max_wait = period, max_wait
     queue.start()
+    return queue, outcomes
+
+
+def test_deliveries_wait_for_a_pause_in_runs() -> None:
+    queue, outcomes = quiet_queue(0.5, 60.0)
     stop = threading.Event()
     queue.note_activity()  # a run has just ended
     busy = keep_busy(queue, stop)
@@ -282,10 +288,7 @@ def test_deliveries_wait_for_a_pause_in_runs() -> None:
 
 
 def test_a_delivery_waits_for_a_pause_at_most_quiet_max_wait() -> None:
-    outcomes = Outcomes()
-    queue = DeliveryQueue(outcomes)
-    queue.quiet_period, queue.quiet_max_wait = 60.0, 0.2
-    queue.start()
+    queue, outcomes = quiet_queue(60.0, 0.2)
     stop = threading.Event()
     keep_busy(queue, stop)
     try:
@@ -298,10 +301,7 @@ def test_a_delivery_waits_for_a_pause_at_most_quiet_max_wait() -> None:
 
 
 def test_shutdown_drains_without_waiting_for_a_pause() -> None:
-    outcomes = Outcomes()
-    queue = DeliveryQueue(outcomes)
-    queue.quiet_period, queue.quiet_max_wait = 60.0, 60.0
-    queue.start()
+    queue, outcomes = quiet_queue(60.0, 60.0)
     queue.note_activity()
     queue.put(Delivery(Destination("d"), notice(run_id="r1")))
     queue.close(30)  # the drain sends at once; it would wait a minute for a pause otherwise
