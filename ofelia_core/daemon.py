@@ -59,6 +59,11 @@ def _global(values: Mapping[str, Any], key: str, default: Any, convert: Any) -> 
     return default if raw is None or raw == "" else convert(raw)
 
 
+#: The main loop wakes at least this often. Python runs a signal's handler on the main thread
+#: only; when the kernel hands SIGHUP or SIGTERM to another thread, the main thread sees it the
+#: next time it wakes, which, waiting without a timeout, could be never.
+SIGNAL_POLL = 1.0
+
 class Daemon:
     """The long-running scheduler process. ``run()`` blocks until shutdown and returns an exit code."""
 
@@ -185,15 +190,18 @@ class Daemon:
             self.started.set()
             return 1
         watch = self._watch_interval()
+        next_check = self.clock.monotonic() + watch
         while not self.stop_requested.is_set():
-            self.clock.wait(self.reload_requested, watch or None)
+            self.clock.wait(self.reload_requested, min(watch, SIGNAL_POLL) if watch else SIGNAL_POLL)
             if self.stop_requested.is_set():
                 break
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.reload("SIGHUP")
-            elif watch and self._config_files_state() != self._watched:
-                self.reload("a config file changed")
+            elif watch and self.clock.monotonic() >= next_check:
+                next_check = self.clock.monotonic() + watch
+                if self._config_files_state() != self._watched:
+                    self.reload("a config file changed")
         self.shutdown()
         return 0
 

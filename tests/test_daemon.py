@@ -122,6 +122,40 @@ def test_sigterm_cancels_jobs_still_running_after_the_timeout(tmp_path: Path, st
                     or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z")
 
 
+# The daemon as ``ofelia daemon`` runs it, from a script whose helper thread sends a signal to
+# itself: the kernel then hands it to that thread, not the main one (as it may any signal).
+SIGNAL_TO_ANOTHER_THREAD = """
+import signal, sys, threading, time
+from ofelia_core.daemon import Daemon
+from ofelia_core.logs import configure_logging
+
+configure_logging("info")
+daemon = Daemon(sys.argv[1])
+
+def poke():
+    daemon.started.wait(20)
+    time.sleep(0.5)
+    signal.pthread_kill(threading.get_ident(), signal.SIGHUP)
+    time.sleep(1)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=poke, name="poke").start()
+sys.exit(daemon.run())
+"""
+
+
+def test_a_signal_the_kernel_hands_to_another_thread_still_reloads_and_stops(tmp_path: Path, state: Path) -> None:
+    config = write(tmp_path / "c.ini", '[global]\nconfig-watch-interval = 0\n'
+                   '[job-local "a"]\nschedule = @daily\ncommand = true\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFELIA_")}
+    env["OFELIA_STATE_DIR"] = str(state)
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_TO_ANOTHER_THREAD, str(config)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    # The main thread waited with no file to watch; it woke for both signals all the same.
+    assert "reloading the config (SIGHUP)" in proc.stderr, proc.stderr
+    assert "ofelia stopped" in proc.stderr and proc.returncode == 0, proc.stderr
+
+
 def test_sighup_reloads_added_changed_and_removed_jobs(tmp_path: Path, state: Path, daemons: list) -> None:
     config = write(tmp_path / "c.ini", '[global]\nconfig-watch-interval = 0\n'
                    '[job-local "old"]\nschedule = @every 1s\ncommand = true\n')

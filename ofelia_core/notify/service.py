@@ -24,6 +24,7 @@ from .keys import DEFAULT_QUEUE_SIZE, DEFAULT_QUIET
 from .notice import build_notice
 from .process import NotLoadable, SenderProcess
 from .queue import Delivery, DeliveryQueue, Outcome, Report, log_prefix, scrub, send_each
+from .records import RecordWriter
 from .settings import own_values, resolve, secret_values
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class Notifications:
         self.documents = SaveMiddleware({}, secret_keys)
         self.cooldown = Cooldown(clock=clock)
         self.queue = DeliveryQueue(self._delivered, max_size=DEFAULT_QUEUE_SIZE, send=self._send, clock=clock)
+        #: Writes the records made on runs' threads (drops, suppressions) off those threads.
+        self.records = RecordWriter(self._store)
         self.drops = DropLog(clock=clock)
         self.process = SenderProcess()
         #: ``records``: the delivery worker's records of the batch it is sending.
@@ -98,12 +101,14 @@ class Notifications:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
+        self.records.start()
         self.queue.start()
 
     def close(self) -> None:
         """Drain the queue for at most ``drain_timeout`` seconds, then end the notification process."""
         self.queue.close(self.drain_timeout, interrupt=self.process.close)
         self.process.close()
+        self.records.close()
 
     def configure(self, config: Config, jobs: Mapping[str, Job]) -> None:
         """Build every job's notifiers for this config (at start and after each reload)."""
@@ -253,7 +258,7 @@ class Notifications:
         if batch is not None:
             batch.append(record)  # written with the rest of the worker's batch
         else:
-            self._store([record])
+            self.records.add(record)
 
     def _store(self, records: Sequence[NotificationRecord]) -> None:
         if self.history is None or not records:

@@ -3,6 +3,7 @@ queue and its worker, the mail message, and the history's delivery records."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -306,6 +307,57 @@ def test_shutdown_drains_without_waiting_for_a_pause() -> None:
     queue.put(Delivery(Destination("d"), notice(run_id="r1")))
     queue.close(30)  # the drain sends at once; it would wait a minute for a pause otherwise
     assert [o[2] for o in outcomes.seen] == ["sent"]
+
+
+def test_drop_records_made_on_a_runs_thread_are_written_by_the_record_writer(tmp_path: Path) -> None:
+    from ofelia_core.notify.service import Bound, Notifications
+    from ofelia_core.plugins import OfeliaHooks, build_plugin_manager
+
+    writers: list[str] = []
+
+    class Store(HistoryStore):  # the real store, noting which thread writes delivery records
+        def record_notifications(self, records: Sequence[Any]) -> int:
+            writers.append(threading.current_thread().name)
+            return super().record_notifications(records)
+
+    with Store(tmp_path / "history.db") as store:
+        run = Run("j", "job-local", state=RunState.FAILED, started_at=1.0, ended_at=2.0)
+        store.record(run, history_limit=0)
+        core = Notifications(OfeliaHooks(build_plugin_manager(load_entrypoints=False)), store, frozenset())
+        core.start()
+        try:
+            core.queue.max_size = 0  # every notice is dropped
+            core._offer(Bound(Destination("d"), ()), notice(job="j", run_id=run.id, state="failed"))
+            assert wait_for(lambda: store.notifications([run.id]).get(run.id))
+        finally:
+            core.close()
+        [record] = store.notifications([run.id])[run.id]
+        assert (record.notifier, record.state) == ("d", "dropped")
+        assert writers == [core.records.name]  # not this (the run's) thread
+
+
+def test_the_record_writer_writes_what_is_pending_at_close_then_on_the_callers_thread() -> None:
+    from ofelia_core.history import NotificationRecord
+    from ofelia_core.notify.records import RecordWriter
+
+    stored: list[tuple[str, list[str]]] = []
+    gate = threading.Event()
+
+    def store(records: Sequence[NotificationRecord]) -> None:
+        gate.wait(10)  # the writer is held in its first write
+        stored.append((threading.current_thread().name, [r.run_id for r in records]))
+
+    writer = RecordWriter(store)
+    writer.start()
+    record = NotificationRecord("r1", "j", "mail", "dropped", 0, "full", 1.0)
+    writer.add(record)
+    writer.add(dataclasses.replace(record, run_id="r2"))
+    gate.set()
+    writer.close()
+    writer.add(dataclasses.replace(record, run_id="r3"))  # closed: written at once, here
+    me = threading.current_thread().name
+    assert [run for _, runs in stored for run in runs] == ["r1", "r2", "r3"]
+    assert stored[-1] == (me, ["r3"]) and all(name == writer.name for name, _ in stored[:-1])
 
 
 def test_the_worker_hands_what_is_ready_to_the_sender_in_batches_of_at_most_batch() -> None:
