@@ -4,8 +4,8 @@
 It says ``("ready",)`` on the socket ``FD`` once started, then reads pickled requests and
 answers each:
 
-- ``("path", [...])``: the daemon's ``sys.path``, so the child imports notifiers from where
-  the daemon does;
+- ``("setup", [...], level)``: the daemon's ``sys.path``, so the child imports notifiers
+  from where the daemon does, and its log level (lines below it are not forwarded);
 - ``("send", [part, ...])``: each part a pickled ``(notifier_blob, notice)``. Each notifier
   is unpickled once (kept for the next requests with the same bytes, so its own state, a
   kept SMTP connection say, lasts) and its ``send`` called, in order. One answer per part:
@@ -64,16 +64,19 @@ class _ForwardLogging(logging.Handler):
         self.channel.log(record.levelname, record.getMessage())
 
 
-def forward_logs(channel: Channel) -> None:
-    """Every log line of this process goes to the daemon, which writes it with its own sinks."""
+def forward_logs(channel: Channel, level: str = "DEBUG") -> None:
+    """Log lines of this process from ``level`` up go to the daemon, which writes them with its
+    own sinks."""
     from loguru import logger
 
     def sink(message: Any) -> None:
         channel.log(message.record["level"].name, message.record["message"])
 
     logger.remove()
-    logger.add(sink, level="DEBUG", format="{message}", catch=False)
-    logging.basicConfig(level=logging.DEBUG, handlers=[_ForwardLogging(channel)], force=True)
+    logger.add(sink, level=level, format="{message}", catch=False)
+    standard = logging.getLevelName(level)  # loguru's TRACE and SUCCESS are not standard levels
+    logging.basicConfig(level=standard if isinstance(standard, int) else logging.DEBUG,
+                        handlers=[_ForwardLogging(channel)], force=True)
 
 
 def serve(channel: Channel) -> None:
@@ -83,8 +86,9 @@ def serve(channel: Channel) -> None:
             message = channel.receive()
         except (EOFError, OSError):
             return  # the daemon closed its end or died
-        if message[0] == "path":
+        if message[0] == "setup":
             sys.path[:] = list(message[1])
+            forward_logs(channel, message[2])
             continue
         for part in message[1]:
             channel.reply(*send_one(part, notifiers))

@@ -26,6 +26,8 @@ from multiprocessing.connection import Connection
 from loguru import logger
 from ofelia_hookspecs.types import Notice
 
+from .. import logs
+
 #: Seconds ``close`` waits for the child to end by itself before stopping it.
 EXIT_WAIT = 2.0
 #: Bytes of notices per message to the child (runs' output can be large: a batch is split).
@@ -195,7 +197,8 @@ class SenderProcess:
             process.kill()
             code = process.wait()
             raise type(exc)(f"{exc or 'it exited'} (exit status {code})") from None
-        connection.send_bytes(pickle.dumps(("path", list(sys.path)), pickle.HIGHEST_PROTOCOL))
+        setup = ("setup", list(sys.path), logs.current_level)
+        connection.send_bytes(pickle.dumps(setup, pickle.HIGHEST_PROTOCOL))
         return process, connection
 
     def _forget(self, connection: Connection) -> int | None:

@@ -122,6 +122,21 @@ def hang_in_child(sender: SenderProcess, path: Path) -> tuple[threading.Thread, 
     return thread, errors, child
 
 
+def test_the_child_forwards_from_the_daemons_log_level_up(
+    tmp_path: Path, log_lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ofelia_core import logs
+
+    monkeypatch.setattr(logs, "current_level", "ERROR")  # as `--log-level error` sets it
+    sender = SenderProcess()
+    try:
+        sender.send(blob(Logging(tmp_path / "sent")), notice(run_id="r1"))
+    finally:
+        sender.close()
+    assert "ERROR stdlib line from r1\n" in log_lines
+    assert not any("loguru line from r1" in line for line in log_lines)  # a WARNING: below the level
+
+
 def test_a_child_killed_during_a_send_fails_that_send_and_the_next_starts_another(
     sender: SenderProcess, tmp_path: Path
 ) -> None:
