@@ -101,7 +101,7 @@ class MailNotifier:
         self.states = FAILED_STATES if settings.only_on_error else RUN_STATES
 
     def wants(self, notice: Notice) -> bool:
-        return notice.failed or not self.settings.only_on_error
+        return notice.state in self.states
 
     def send(self, notice: Notice) -> None:
         deliver(self.settings, compose(notice, self.settings))

@@ -102,7 +102,7 @@ class SlackNotifier:
         self.states = FAILED_STATES if only_on_error else RUN_STATES
 
     def wants(self, notice: Notice) -> bool:
-        return notice.failed or not self.only_on_error
+        return notice.state in self.states
 
     def send(self, notice: Notice) -> None:
         body = urlencode({"payload": go_json(message(notice))}).encode("ascii")

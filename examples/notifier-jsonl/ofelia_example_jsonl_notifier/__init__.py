@@ -94,7 +94,7 @@ class JsonlNotifier:
 
     def wants(self, notice: Notice) -> bool:
         # Called on the run's thread: a filter only, no I/O.
-        return notice.failed or not self.settings.only_on_error
+        return notice.state in self.states
 
     def send(self, notice: Notice) -> None:
         """Append one line with one ``write`` on a file opened ``O_APPEND``: lines from several

@@ -66,20 +66,10 @@ def signature_headers(key: str, body: bytes, now: float | None = None) -> dict[s
     return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: f"sha256={digest}"}
 
 
-#: The run states each ``trigger`` sends (what :func:`wanted` says, for the core's gate).
+#: The run states each ``trigger`` (validated: one of these) sends.
 TRIGGER_STATES: dict[str, frozenset[str]] = {
     "always": RUN_STATES, "error": FAILED_STATES, "skipped": SKIPPED_STATES, "success": frozenset({"success"}),
 }
-
-
-def wanted(trigger: str, notice: Notice) -> bool:
-    if trigger == "always":
-        return True
-    if trigger == "error":
-        return notice.failed
-    if trigger == "skipped":
-        return notice.skipped
-    return notice.state == "success"
 
 
 class WebhookNotifier:
@@ -95,7 +85,7 @@ class WebhookNotifier:
 
     @property
     def states(self) -> frozenset[str]:
-        return TRIGGER_STATES.get(self.config.trigger, RUN_STATES)
+        return TRIGGER_STATES[self.config.trigger]
 
     @property
     def retry_count(self) -> int:
@@ -106,7 +96,7 @@ class WebhookNotifier:
         return self.config.retry_delay
 
     def wants(self, notice: Notice) -> bool:
-        return wanted(self.config.trigger, notice)
+        return notice.state in self.states
 
     def send(self, notice: Notice) -> None:
         config = self.config
